@@ -1,0 +1,17 @@
+"""advisor: a plugin-based profiler and optimization advisor for PyTorch."""
+
+__version__ = "0.1.0"
+
+
+def step() -> None:
+    """Mark the end of one step of the script.
+
+    Under ``advisor profile`` this overrides the automatic step detection (optimizer steps or
+    outermost module calls); run without advisor it does nothing, so the call can stay in a script.
+    """
+    import sys
+
+    runner_module = sys.modules.get("advisor.runner.main")
+    runner = getattr(runner_module, "active", None)
+    if runner is not None:
+        runner.detector.explicit_step()

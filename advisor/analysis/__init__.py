@@ -1,0 +1,1 @@
+"""Analysis: a run directory's raw artifacts ──► pandas frames ──► answers, one module per question."""

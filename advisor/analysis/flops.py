@@ -1,0 +1,144 @@
+"""FLOPs of matrix-multiply and convolution ops, counted from the input shapes in the trace.
+
+The profiler's own ``with_flops`` covers forward conv/linear only and does not write them into the
+exported trace, so advisor counts them itself, forward and backward, with the usual conventions
+(a multiply-add is 2 FLOPs; the same formulas as ``torch.utils.flop_counter``).
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def _prod(xs: Sequence[int]) -> int:
+    return int(math.prod(xs)) if xs else 1
+
+
+def _ints(value) -> list[int] | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple)):
+        return [int(v) for v in value]
+    try:
+        parsed = ast.literal_eval(str(value))
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(parsed, int):
+        return [parsed]
+    return [int(v) for v in parsed] if isinstance(parsed, (list, tuple)) else None
+
+
+def _mm(dims, _concrete) -> float:
+    a, b = dims[0], dims[1]
+    return 2.0 * a[0] * a[1] * b[1]
+
+
+def _addmm(dims, _concrete) -> float:
+    a, b = dims[1], dims[2]
+    return 2.0 * a[0] * a[1] * b[1]
+
+
+def _bmm(dims, _concrete) -> float:
+    a, b = dims[0], dims[1]
+    return 2.0 * a[0] * a[1] * a[2] * b[2]
+
+
+def _baddbmm(dims, _concrete) -> float:
+    a, b = dims[1], dims[2]
+    return 2.0 * a[0] * a[1] * a[2] * b[2]
+
+
+def _conv_out_spatial(x, w, stride, padding, dilation) -> list[int]:
+    spatial = len(x) - 2
+    stride = (stride or [1]) * (spatial if len(stride or [1]) == 1 else 1)
+    padding = (padding or [0]) * (spatial if len(padding or [0]) == 1 else 1)
+    dilation = (dilation or [1]) * (spatial if len(dilation or [1]) == 1 else 1)
+    return [(x[2 + i] + 2 * padding[i] - dilation[i] * (w[2 + i] - 1) - 1) // stride[i] + 1
+            for i in range(spatial)]
+
+
+def _convolution(dims, concrete) -> float:
+    # aten::convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+    x, w = dims[0], dims[1]
+    if len(x) < 3 or len(w) < 3:
+        return math.nan
+    transposed = str(concrete[6]).lower() in ("true", "1") if len(concrete) > 6 else False
+    spatial_in = x[2:]
+    out_spatial = spatial_in if transposed else _conv_out_spatial(
+        x, w, _ints(concrete[3]), _ints(concrete[4]), _ints(concrete[5]))
+    # Per output element of a normal conv: (C_in / groups) * prod(kernel) multiply-adds; w[1] is C_in / groups.
+    batch = x[0]
+    if transposed:
+        return 2.0 * batch * _prod(spatial_in) * w[0] * w[1] * _prod(w[2:])
+    return 2.0 * batch * w[0] * _prod(out_spatial) * w[1] * _prod(w[2:])
+
+
+def _convolution_backward(dims, concrete) -> float:
+    # aten::convolution_backward(grad_output, input, weight, bias_sizes, stride, padding, dilation,
+    #                            transposed, output_padding, groups, output_mask)
+    grad_out, w = dims[0], dims[2]
+    if len(grad_out) < 3 or len(w) < 3:
+        return math.nan
+    one_conv = 2.0 * grad_out[0] * w[0] * _prod(grad_out[2:]) * w[1] * _prod(w[2:])
+    mask = str(concrete[10]).lower().strip("[]").split(",") if len(concrete) > 10 else ["true", "true"]
+    passes = sum(flag.strip() in ("true", "1") for flag in mask[:2])  # grad of input, grad of weight
+    return one_conv * passes
+
+
+_FORMULAS = {
+    "aten::mm": _mm,
+    "aten::addmm": _addmm,
+    "aten::bmm": _bmm,
+    "aten::baddbmm": _baddbmm,
+    "aten::convolution": _convolution,
+    "aten::convolution_backward": _convolution_backward,
+}
+
+
+def op_flops(name: str, input_dims, concrete_inputs) -> float:
+    """FLOPs of one call of op ``name``, or NaN when the op is not counted or shapes are missing."""
+    formula = _FORMULAS.get(name)
+    if formula is None or not input_dims:
+        return math.nan
+    try:
+        return float(formula(input_dims, concrete_inputs or []))
+    except (IndexError, TypeError, ValueError):
+        return math.nan
+
+
+def attach_flops(ops: pd.DataFrame) -> pd.Series:
+    """FLOPs per op row, moved to the op that spends the time.
+
+    ``aten::convolution`` spends its time in a backend child (``aten::mkldnn_convolution`` on the
+    CPU, cuDNN on the GPU): its FLOPs go to its child with the largest self time, so that FLOPs and
+    self time sit on the same row and FLOP/s are meaningful.
+    """
+    flops = pd.Series(
+        [op_flops(n, d, c) for n, d, c in zip(ops["name"].astype(str), ops["input_dims"], ops["concrete_inputs"])],
+        index=ops.index, dtype=float,
+    )
+    counted = flops[flops.notna() & (ops["name"].astype(str) == "aten::convolution")]
+    if counted.empty:
+        return flops
+    children = ops[ops["op_parent"] >= 0]
+    descendants: dict[int, list[int]] = {}
+    parent_of = children["op_parent"].to_dict()
+    for label in children.index:
+        node = parent_of[label]
+        while node >= 0:
+            descendants.setdefault(node, []).append(label)
+            node = parent_of.get(node, -1)
+    for label, value in counted.items():
+        kids = descendants.get(label)
+        if not kids:
+            continue
+        target = ops.loc[kids, "self_us"].idxmax()
+        if ops.at[target, "self_us"] > ops.at[label, "self_us"]:
+            flops[target] = np.nansum([flops.get(target, np.nan), value])
+            flops[label] = np.nan
+    return flops

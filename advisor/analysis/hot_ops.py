@@ -1,0 +1,81 @@
+"""Hot ops: which operators take the time, how often they run, on what shapes, from which line."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from advisor.analysis.flops import attach_flops
+
+HOT_OP_COLUMNS = ["name", "self_time_ms", "share", "calls", "device_time_ms", "shapes", "flops",
+                  "gflops_per_s", "source"]
+
+
+def _shape_text(dims) -> str:
+    """Tensor input shapes as ``8x3x32x32, 16x3x3x3``; scalars and empty arguments left out."""
+    if not dims:
+        return ""
+    shapes = []
+    for dim in dims:
+        if dim and all(isinstance(d, (int, float)) for d in dim):
+            shapes.append("x".join(str(int(d)) for d in dim))
+        elif dim and all(isinstance(d, list) for d in dim):
+            shapes.append(f"{len(dim)} tensors")
+    return ", ".join(shapes)
+
+
+def display_source(site: str | None, cwd: str | None = None) -> str:
+    """``file:line`` shortened: relative to ``cwd`` when inside it."""
+    if not site:
+        return ""
+    path, _, line = site.rpartition(":")
+    if cwd and path.startswith(cwd.rstrip(os.sep) + os.sep):
+        path = os.path.relpath(path, cwd)
+    return f"{path}:{line}"
+
+
+def device_time(host: pd.DataFrame, events: pd.DataFrame) -> pd.Series:
+    """GPU time (µs) per host op row: kernels/memcpys matched to their launch by correlation id."""
+    device = events[events["cat"].isin(["kernel", "gpu_memcpy", "gpu_memset"])]
+    launches = host[host["cat"].isin(["cuda_runtime", "cuda_driver"]) & host["correlation"].notna()]
+    if device.empty or launches.empty:
+        return pd.Series(0.0, index=host.index)
+    per_launch = device.groupby("correlation")["dur"].sum()
+    op_time = (launches.assign(device_us=launches["correlation"].map(per_launch).fillna(0.0))
+               .groupby("op_parent")["device_us"].sum())
+    return host.index.to_series().map(op_time).fillna(0.0)
+
+
+def hot_ops(host: pd.DataFrame, events: pd.DataFrame, window_us: float, cwd: str | None = None) -> pd.DataFrame:
+    """One row per op name, hottest first (by GPU time when the run used a GPU, else by self CPU time).
+
+    ``share`` is the op's self time over the window's wall time; ``source`` is the line of the
+    user's code under which the op spent most of its time.
+    """
+    ops = host[host["cat"] == "cpu_op"].copy()
+    if ops.empty:
+        return pd.DataFrame(columns=HOT_OP_COLUMNS)
+    ops["flops"] = attach_flops(ops)
+    ops["device_us"] = device_time(host, events).reindex(ops.index).fillna(0.0)
+    ops["shape_text"] = ops["input_dims"].map(_shape_text)
+    ops["name"] = ops["name"].astype(str)
+    grouped = ops.groupby("name", sort=False)
+    table = pd.DataFrame({
+        "self_time_ms": grouped["self_us"].sum() / 1000.0,
+        "calls": grouped.size(),
+        "device_time_ms": grouped["device_us"].sum() / 1000.0,
+        "flops": grouped["flops"].sum(min_count=1),
+    })
+    table["share"] = table["self_time_ms"] / (window_us / 1000.0) if window_us > 0 else np.nan
+    timed_flops = ops[ops["flops"].notna()].groupby("name")["self_us"].sum()
+    table["gflops_per_s"] = table["flops"] / timed_flops.reindex(table.index) / 1e3
+    table["shapes"] = grouped["shape_text"].agg(lambda s: s.value_counts().index[0] if s.any() else "")
+    sited = ops[ops["call_site"].notna()]
+    source = sited.groupby(["name", "call_site"])["self_us"].sum().reset_index()
+    source = source.sort_values("self_us").groupby("name").tail(1).set_index("name")["call_site"]
+    table["source"] = source.reindex(table.index).map(lambda s: display_source(s, cwd) if isinstance(s, str) else "")
+    by = "device_time_ms" if table["device_time_ms"].sum() > 0 else "self_time_ms"
+    table = table.sort_values(by, ascending=False).reset_index()
+    return table[HOT_OP_COLUMNS]

@@ -1,0 +1,145 @@
+"""A run directory's raw artifacts ──► :class:`Profile` (pandas frames) ──► the summary dict."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+
+from advisor.analysis.call_tree import annotate
+from advisor.analysis.hot_ops import hot_ops
+from advisor.analysis.memory import memory_summary
+from advisor.analysis.steps import breakdown, step_stats, step_table
+from advisor.analysis.trace import Trace, load_trace
+from advisor.analysis.utilisation import utilisation
+from advisor.collectors.nvml import GPU_SAMPLES_FILE, load_gpu_samples
+from advisor.collectors.perf_stat import PERF_STAT_FILE, load_perf_stat
+from advisor.collectors.psutil_sampler import SAMPLES_FILE, load_samples
+from advisor.errors import RunDirError
+from advisor.rundir import RUNNER_FILE, SUMMARY_FILE, TRACE_FILE, load_meta, read_json
+from advisor.rundir_io import atomic_write_csv, atomic_write_json
+
+HOT_OPS_FILE = "hot_ops.csv"
+WINDOW_STEPS_FILE = "window_steps.csv"
+SUMMARY_HOT_OPS = 15
+
+
+@dataclasses.dataclass
+class Profile:
+    """Everything known about one run, as frames and dicts."""
+
+    run_dir: Path
+    meta: dict
+    runner: dict
+    trace: Trace | None
+    host: pd.DataFrame
+    steps: pd.DataFrame
+    hot_ops: pd.DataFrame
+    memory: dict
+    utilisation: dict
+    perf: pd.DataFrame | None
+
+
+def _optional(path: Path, loader):
+    if not path.exists():
+        return None
+    try:
+        return loader(path)
+    except Exception as exc:  # a collector's artifact is damaged: analyse the rest
+        raise RunDirError(f"{path}: corrupt artifact ({exc})") from None
+
+
+def analyse(run_dir: Path) -> Profile:
+    """Read a run directory and compute its frames; raise RunDirError for a broken one."""
+    run_dir = Path(run_dir)
+    meta = load_meta(run_dir)
+    runner = read_json(run_dir / RUNNER_FILE, "runner record") if (run_dir / RUNNER_FILE).exists() else {}
+    trace = load_trace(run_dir / TRACE_FILE) if (run_dir / TRACE_FILE).exists() else None
+    events = trace.events if trace is not None else pd.DataFrame(
+        columns=["cat", "name", "ph", "pid", "tid", "ts", "dur", "end", "input_dims", "concrete_inputs",
+                 "bytes", "total_allocated", "device_type", "device_id", "correlation", "external_id"])
+    host = annotate(events)
+    first = int(runner.get("warmup", 0) or 0)
+    steps = step_table(host, first, int(runner.get("recorded_steps", 0) or 0))
+    in_window = host[host["step"].isin(steps["step"])] if not steps.empty else host
+    window_us = float(steps["duration_ms"].sum() * 1000.0) if not steps.empty else _span(host)
+    samples = _optional(run_dir / SAMPLES_FILE, load_samples)
+    gpu_samples = _optional(run_dir / GPU_SAMPLES_FILE, load_gpu_samples)
+    perf = _optional(run_dir / PERF_STAT_FILE, load_perf_stat)
+    window_unix = None
+    if trace is not None and not steps.empty:
+        base = trace.base_unix_us
+        start = steps["start_us"].min()
+        window_unix = ((base + start) / 1e6, (base + start + window_us) / 1e6)
+    return Profile(
+        run_dir=run_dir, meta=meta, runner=runner, trace=trace, host=host, steps=steps,
+        hot_ops=hot_ops(in_window, events, window_us, cwd=meta.get("cwd")),
+        memory=memory_summary(in_window, samples, gpu_samples),
+        utilisation=utilisation(runner, samples, gpu_samples, window_unix, meta.get("host", {}).get("cpu_count")),
+        perf=perf,
+    )
+
+
+def _span(host: pd.DataFrame) -> float:
+    ops = host[host["cat"] == "cpu_op"]
+    return float(ops["end"].max() - ops["ts"].min()) if not ops.empty else 0.0
+
+
+def summarize(profile: Profile) -> dict:
+    """The run's summary as plain JSON data (what ``--json`` prints and ``summary.json`` holds)."""
+    meta, runner = profile.meta, profile.runner
+    hot = profile.hot_ops.head(SUMMARY_HOT_OPS)
+    stats = step_stats(profile.steps)
+    stats["detection"] = runner.get("step_detection")
+    stats["warmup"] = runner.get("warmup")
+    stats["requested"] = runner.get("steps_requested")
+    stats["boundaries_seen"] = runner.get("boundaries")
+    return {
+        "run_dir": str(profile.run_dir),
+        "target": meta.get("target"),
+        "outcome": meta.get("outcome"),
+        "exit_code": meta.get("exit_code"),
+        "script_exit_code": meta.get("script_exit_code"),
+        "error": meta.get("error"),
+        "environment": {**runner.get("environment", {}), "host": meta.get("host", {})},
+        "steps": stats,
+        "breakdown": breakdown(profile.steps),
+        "hot_ops": [_clean(row) for row in hot.to_dict(orient="records")],
+        "memory": profile.memory,
+        "utilisation": profile.utilisation,
+        "perf": _perf_summary(profile.perf),
+        "collectors": meta.get("collectors", {}),
+    }
+
+
+def _perf_summary(perf: pd.DataFrame | None) -> dict | None:
+    if perf is None or perf.empty:
+        return None
+    counted = perf[perf["counted"]]
+    return {
+        "over": "run",
+        "counters": {row.event: row.value for row in counted.itertuples()},
+        "not_supported": sorted(perf.loc[~perf["supported"], "event"].tolist()),
+    }
+
+
+def _clean(row: dict) -> dict:
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, float):
+            out[k] = None if pd.isna(v) else round(v, 6)
+        elif hasattr(v, "item"):
+            out[k] = v.item()
+        else:
+            out[k] = v
+    return out
+
+
+def write_analysis(profile: Profile) -> dict:
+    """Analyse results into the run directory (``summary.json``, ``hot_ops.csv``, ``window_steps.csv``)."""
+    summary = summarize(profile)
+    atomic_write_csv(profile.run_dir / HOT_OPS_FILE, profile.hot_ops)
+    atomic_write_csv(profile.run_dir / WINDOW_STEPS_FILE, profile.steps)
+    atomic_write_json(profile.run_dir / SUMMARY_FILE, summary)
+    return summary

@@ -1,0 +1,92 @@
+"""Step time and where it goes: data loading wait, forward, backward, optimizer, other."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from advisor.analysis.call_tree import STEP_PREFIX
+
+PHASES = ("data", "forward", "backward", "optimizer")
+
+# Where two phases overlap (a forward recomputed inside backward, a loader inside forward),
+# the one listed first wins.
+_PHASE_PRIORITY = ("data", "optimizer", "backward", "forward")
+
+
+def phase_of(name: str) -> str | None:
+    """The step phase a host annotation marks, or None."""
+    if name.startswith("enumerate(DataLoader)"):
+        return "data"
+    if name == "advisor::forward":
+        return "forward"
+    if name == "advisor::backward":
+        return "backward"
+    if name.startswith("Optimizer."):
+        return "optimizer"
+    return None
+
+
+def step_table(host: pd.DataFrame, first_step: int, recorded_steps: int) -> pd.DataFrame:
+    """One row per recorded step: ``step``, ``start_us``, ``duration_ms`` and one ``<phase>_ms`` per phase.
+
+    Only complete steps count: ``first_step <= n < first_step + recorded_steps``.
+    """
+    annotations = host[host["cat"] == "user_annotation"]
+    marks = annotations[annotations["name"].astype(str).str.startswith(STEP_PREFIX)]
+    rows = []
+    phased = annotations.assign(phase=annotations["name"].astype(str).map(phase_of)).dropna(subset=["phase"])
+    for _, mark in marks.iterrows():
+        n = int(str(mark["name"])[len(STEP_PREFIX):])
+        if not first_step <= n < first_step + recorded_steps:
+            continue
+        start, end = mark["ts"], mark["end"]
+        inside = phased[(phased["tid"] == mark["tid"]) & (phased["end"] > start) & (phased["ts"] < end)]
+        row = {"step": n, "start_us": start, "duration_ms": (end - start) / 1000.0}
+        row.update({f"{p}_ms": v / 1000.0 for p, v in _phase_time(inside, start, end).items()})
+        rows.append(row)
+    columns = ["step", "start_us", "duration_ms", *(f"{p}_ms" for p in PHASES)]
+    return pd.DataFrame(rows, columns=columns).sort_values("step").reset_index(drop=True)
+
+
+def _phase_time(intervals: pd.DataFrame, start: float, end: float) -> dict[str, float]:
+    """Microseconds of [start, end) covered by each phase, overlaps resolved by priority."""
+    totals = {p: 0.0 for p in PHASES}
+    if intervals.empty:
+        return totals
+    s = np.clip(intervals["ts"].to_numpy(), start, end)
+    e = np.clip(intervals["end"].to_numpy(), start, end)
+    phases = intervals["phase"].to_numpy()
+    cuts = np.unique(np.concatenate([s, e]))
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        covering = {phases[k] for k in range(len(s)) if s[k] <= a and e[k] >= b}
+        for p in _PHASE_PRIORITY:
+            if p in covering:
+                totals[p] += b - a
+                break
+    return totals
+
+
+def breakdown(steps: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Median milliseconds per step and share of the step, for each phase and ``other``."""
+    if steps.empty:
+        return {}
+    total = steps["duration_ms"].median()
+    medians = {p: float(steps[f"{p}_ms"].median()) for p in PHASES}
+    other_series = steps["duration_ms"] - steps[[f"{p}_ms" for p in PHASES]].sum(axis=1)
+    medians["other"] = float(max(other_series.median(), 0.0))
+    return {p: {"ms": round(v, 4), "share": round(v / total, 4) if total > 0 else 0.0}
+            for p, v in medians.items()}
+
+
+def step_stats(steps: pd.DataFrame) -> dict:
+    """Count, median, spread (interquartile range relative to the median), min and max, in ms."""
+    if steps.empty:
+        return {"count": 0, "median_ms": None, "mean_ms": None, "min_ms": None, "max_ms": None,
+                "iqr_ms": None, "spread": None}
+    d = steps["duration_ms"]
+    median = float(d.median())
+    iqr = float(d.quantile(0.75) - d.quantile(0.25))
+    return {"count": int(len(d)), "median_ms": round(median, 4), "mean_ms": round(float(d.mean()), 4),
+            "min_ms": round(float(d.min()), 4), "max_ms": round(float(d.max()), 4),
+            "iqr_ms": round(iqr, 4), "spread": round(iqr / median, 4) if median > 0 else None}

@@ -1,0 +1,152 @@
+"""The ``advisor`` command: ``main(argv) -> int`` maps advisor's errors to one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from advisor import __version__
+from advisor.errors import AdvisorError, NoTorchWork, RunDirError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="advisor", description="Profile a PyTorch script and find what would make it faster.")
+    parser.add_argument("--version", action="version", version=f"advisor {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("profile", help="run a script under the profilers and summarise where time and memory go",
+                       usage="advisor profile [options] (SCRIPT | -m MODULE) [-- SCRIPT_ARGS ...]")
+    p.add_argument("script", nargs="?", help="the Python script to run, as `python SCRIPT` would")
+    p.add_argument("-m", dest="module", metavar="MODULE", help="run a module, as `python -m MODULE` would")
+    p.add_argument("--warmup", type=_positive, default=5, metavar="W", help="steps to skip before recording (default 5)")
+    p.add_argument("--steps", type=_positive, default=10, metavar="N",
+                   help="steps to record; the script is stopped after them (default 10)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help="stop the script after S seconds")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="run directory (default .advisor/runs/<time>-<name>)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout "
+                   "(the script's own stdout then goes to stderr)")
+    p.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="no:NAME",
+                   help="block the plugin NAME (repeatable)")
+
+    s = sub.add_parser("show", help="print the summary of a run again, from its directory alone")
+    s.add_argument("run", nargs="?", type=Path, help="run directory (default: the newest run)")
+    s.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    return parser
+
+
+def _blocked(options: list[str]) -> tuple[str, ...]:
+    blocked = []
+    for option in options:
+        if not option.startswith("no:") or len(option) == 3:
+            raise UsageError(f"advisor profile: -p takes no:NAME to block a plugin, got {option!r}")
+        blocked.append(option[3:])
+    return tuple(blocked)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _cmd_profile(ns: argparse.Namespace, script_args: list[str]) -> int:
+    from advisor.analysis.profile import analyse, write_analysis
+    from advisor.session import ProfileOptions, profile
+
+    if bool(ns.script) == bool(ns.module):
+        raise UsageError("advisor profile: give either SCRIPT or -m MODULE")
+    options = ProfileOptions(
+        target=ns.module or ns.script, args=script_args, is_module=bool(ns.module), warmup=ns.warmup,
+        steps=ns.steps, timeout=ns.timeout, out=ns.out, blocked_plugins=_blocked(ns.plugin_options),
+        script_stdout_to_stderr=ns.json,
+    )
+    err = _console(stderr=True)
+    result = profile(options, show_progress=err.is_terminal)
+    error = result.error
+    summary = None
+    if error is None or result.meta.get("outcome") not in ("not_found", "no_torch"):
+        try:
+            with err.status("analysing the run", spinner="dots") if err.is_terminal else _nullcontext():
+                summary = write_analysis(analyse(result.run_dir))
+        except RunDirError as exc:
+            error = error or exc
+    if summary is not None:
+        if ns.json:
+            print(json.dumps(summary, default=str))
+        else:
+            from advisor.views.summary import print_summary
+
+            print_summary(summary, _console())
+        if error is None and not summary["hot_ops"] and not summary["steps"]["count"]:
+            error = NoTorchWork(f"{options.target} ran no PyTorch operations; nothing to profile "
+                                f"(run directory {result.run_dir})")
+    if error is not None:
+        raise error
+    return 0
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _cmd_show(ns: argparse.Namespace) -> int:
+    from advisor.analysis.profile import analyse, write_analysis
+    from advisor.rundir import SUMMARY_FILE, load_meta, newest_run, read_json
+
+    run_dir = ns.run if ns.run is not None else newest_run()
+    meta = load_meta(run_dir)
+    summary_path = Path(run_dir) / SUMMARY_FILE
+    summary = read_json(summary_path, "summary") if summary_path.exists() else write_analysis(analyse(run_dir))
+    summary["run_dir"] = str(Path(run_dir).resolve())
+    if ns.json:
+        print(json.dumps(summary, default=str))
+    else:
+        from advisor.views.summary import print_summary
+
+        print_summary(summary, _console())
+    del meta
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the advisor command line; return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    own, script_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    try:
+        ns = build_parser().parse_args(own)
+        if ns.command == "profile":
+            return _cmd_profile(ns, script_args)
+        if ns.command == "show":
+            return _cmd_show(ns)
+        raise UsageError(f"unknown command {ns.command}")
+    except AdvisorError as exc:
+        print(f"advisor: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("advisor: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

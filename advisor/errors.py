@@ -1,0 +1,49 @@
+"""advisor's own errors: each maps to a one-line message and a distinct exit code."""
+
+from __future__ import annotations
+
+
+class AdvisorError(Exception):
+    """An error advisor reports as one line on stderr, exiting with :attr:`exit_code`."""
+
+    exit_code = 1
+
+
+class UsageError(AdvisorError):
+    exit_code = 2
+
+
+class ScriptNotFound(AdvisorError):
+    exit_code = 3
+
+
+class NotAPythonFile(AdvisorError):
+    exit_code = 4
+
+
+class ScriptSyntaxError(AdvisorError):
+    exit_code = 5
+
+
+class ScriptRaised(AdvisorError):
+    exit_code = 6
+
+
+class ScriptExited(AdvisorError):
+    exit_code = 7
+
+
+class ScriptTimedOut(AdvisorError):
+    exit_code = 8
+
+
+class NoTorchWork(AdvisorError):
+    exit_code = 9
+
+
+class RunDirError(AdvisorError):
+    exit_code = 10
+
+
+class Interrupted(AdvisorError):
+    exit_code = 130

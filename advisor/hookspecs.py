@@ -1,0 +1,40 @@
+"""Hook specifications: the plugin author's reference.
+
+A plugin is a module or object with functions named like the hooks below, decorated with
+``advisor.hookimpl``, made known through the ``advisor`` entry-point group::
+
+    [project.entry-points.advisor]
+    my_plugin = "my_package.my_plugin"
+
+Every hook may be implemented by any number of plugins; list hooks collect every answer.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from advisor.collectors.base import Collector
+
+hookspec = pluggy.HookspecMarker("advisor")
+hookimpl = pluggy.HookimplMarker("advisor")
+
+
+# -------------------------------------------------------------------------------------------------
+# Collection: what watches the script while it runs
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def advisor_collectors(config: dict) -> list[Collector]:
+    """Return the collectors this plugin provides for a profiling run.
+
+    Called once per ``advisor profile``, in advisor's own process, before the script starts.
+
+    :param config: the run's settings (``warmup``, ``steps``, ``timeout``, ``run_dir``).
+    :returns: a list of :class:`advisor.collectors.base.Collector` instances (session side). Each is
+        asked :meth:`~advisor.collectors.base.Collector.check` first and recorded in the run as
+        available or ``unavailable: <reason>``; one that raises is recorded as broken and skipped.
+    """

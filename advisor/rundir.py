@@ -1,0 +1,101 @@
+"""The run directory: the contract between the profiling run and every later view of it.
+
+Layout, format version 1 (every file written atomically; no pickle):
+
+====================================  ===============================================================
+``meta.json``                         format version, advisor/torch/python versions, host, the
+                                      command line, the target and its arguments, timings, outcome,
+                                      exit codes, how steps were found, each collector's availability
+``runner.json``                       what the child process saw: outcome, step detection, window
+``steps.csv``                         every step boundary (``step, start_unix_ns, end_unix_ns, recorded``)
+``trace/worker0.pt.trace.json``       the kineto trace of the profiled window (Perfetto,
+                                      chrome://tracing, TensorBoard, Holistic Trace Analysis)
+``samples.csv``                       psutil samples of the script's process tree
+``gpu_samples.csv``                   NVML / nvidia-smi samples, when a GPU is present
+``perf_stat.csv``                     ``perf stat`` counters of the child, when perf works
+``summary.json``                      the analysis (what ``--json`` prints and ``advisor show`` shows)
+``hot_ops.csv``                       the full hot-op table
+====================================  ===============================================================
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from advisor.errors import RunDirError
+from advisor.rundir_io import atomic_write_json
+
+FORMAT = "advisor-run"
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+RUNNER_FILE = "runner.json"
+STEPS_FILE = "steps.csv"
+TRACE_FILE = "trace/worker0.pt.trace.json"
+SUMMARY_FILE = "summary.json"
+DEFAULT_STORE = Path(".advisor") / "runs"
+
+
+def new_run_dir(out: Path | None, target: str) -> Path:
+    """Create and return the directory for a new run: ``out`` or ``.advisor/runs/<time>-<name>``."""
+    if out is None:
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(target).stem or target)[:40]
+        base = DEFAULT_STORE / f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}"
+        path, n = base, 1
+        while path.exists():
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+    else:
+        path = Path(out)
+        if path.exists() and any(path.iterdir()):
+            raise RunDirError(f"--out {path} exists and is not empty")
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+def write_meta(run_dir: Path, meta: dict) -> None:
+    atomic_write_json(run_dir / META_FILE, {"format": FORMAT, "format_version": FORMAT_VERSION, **meta})
+
+
+def read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{path.parent}: no {path.name} ({what} missing)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunDirError(f"{path}: corrupt {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path}: corrupt {what} (not a JSON object)")
+    return data
+
+
+def load_meta(run_dir: Path) -> dict:
+    """Read and check ``meta.json``; raise :class:`RunDirError` for a missing, foreign or corrupt run."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise RunDirError(f"{run_dir}: no such run directory")
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: not a directory")
+    if not (run_dir / META_FILE).exists():
+        raise RunDirError(f"{run_dir}: not an advisor run directory (no {META_FILE})")
+    meta = read_json(run_dir / META_FILE, "run metadata")
+    if meta.get("format") != FORMAT:
+        raise RunDirError(f"{run_dir}: not an advisor run directory ({META_FILE} is not advisor's)")
+    version = meta.get("format_version")
+    if not isinstance(version, int):
+        raise RunDirError(f"{run_dir}: corrupt run metadata (no format version)")
+    if version > FORMAT_VERSION:
+        raise RunDirError(f"{run_dir}: made by a newer advisor (run format {version}, this one reads "
+                          f"up to {FORMAT_VERSION}); upgrade advisor")
+    return meta
+
+
+def newest_run(store: Path = DEFAULT_STORE) -> Path:
+    """The most recent run in the store."""
+    runs = sorted((p for p in Path(store).glob("*") if (p / META_FILE).exists()),
+                  key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise RunDirError(f"no runs in {store}: run `advisor profile SCRIPT` first")
+    return runs[-1]

@@ -1,0 +1,5 @@
+import sys
+
+from advisor.runner.main import main
+
+sys.exit(main())

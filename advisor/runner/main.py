@@ -1,0 +1,241 @@
+"""The child process: run the user's script as ``python SCRIPT args`` would, under the profiler.
+
+It writes ``runner.json`` (how the script ended, how steps were found, the window) and
+``steps.csv`` (every step boundary) into the run directory, whatever way the script ends:
+normally, by ``sys.exit``, by raising, by Ctrl-C, or by advisor stopping it after the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import runpy
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from advisor.rundir import RUNNER_FILE, STEPS_FILE
+from advisor.rundir_io import atomic_write_json, atomic_write_text
+
+
+class StopScript(BaseException):
+    """Raised from a step boundary once the window is recorded, to end the script early."""
+
+
+class Runner:
+    """State of one run inside the child; ``advisor.step()`` reaches it through :data:`active`."""
+
+    def __init__(self, run_dir: Path, warmup: int, steps: int, progress_fd: int | None):
+        from advisor.runner.steps import StepDetector
+        from advisor.runner.window import ProfilerWindow
+
+        self.run_dir = run_dir
+        self.window = ProfilerWindow(run_dir, warmup, steps)
+        self.detector = StepDetector(self._boundary)
+        self.boundary_times_ns: list[int] = []
+        self.started_ns = time.time_ns()
+        self._progress = os.fdopen(progress_fd, "w", buffering=1) if progress_fd is not None else None
+        self._stopping = False
+
+    def report(self, **event) -> None:
+        if self._progress is not None:
+            try:
+                self._progress.write(json.dumps(event) + "\n")
+            except (OSError, ValueError):
+                self._progress = None
+
+    def _boundary(self, mode: str) -> None:
+        self.boundary_times_ns.append(time.time_ns())
+        if len(self.boundary_times_ns) == 1:
+            self.report(event="mode", mode=mode)
+        done = self.window.boundary()
+        self.detector.label_call_sites = self.window.recording
+        self.report(event="step", n=len(self.boundary_times_ns))
+        if done:
+            if not self._stopping:
+                self._stopping = True
+                self.write_steps()
+                self.report(event="window_done")
+            raise StopScript
+
+    def write_steps(self) -> None:
+        lines = ["step,start_unix_ns,end_unix_ns,recorded"]
+        first = self.window.warmup
+        last = first + self.window.recorded_steps
+        start = self.started_ns
+        for i, end in enumerate(self.boundary_times_ns):
+            lines.append(f"{i},{start},{end},{int(first <= i < last)}")
+            start = end
+        atomic_write_text(self.run_dir / STEPS_FILE, "\n".join(lines) + "\n")
+
+
+active: Runner | None = None
+
+
+class _TargetNotFound(Exception):
+    pass
+
+
+def _run_target(target: str, is_module: bool, args: list[str]) -> None:
+    if is_module:
+        import importlib.util
+
+        sys.path[0] = os.getcwd()
+        try:
+            found = importlib.util.find_spec(target) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise _TargetNotFound(f"No module named {target!r}")
+        sys.argv = [target, *args]
+        sys.path[0] = os.getcwd()
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+    else:
+        path = os.path.abspath(target)
+        sys.argv = [target, *args]
+        sys.path[0] = os.path.dirname(path)
+        runpy.run_path(path, run_name="__main__")
+
+
+def _script_traceback(exc: BaseException) -> str:
+    """The traceback as ``python SCRIPT`` would print it: advisor's and runpy's frames dropped."""
+    tb = exc.__traceback__
+    while tb is not None and _is_harness_frame(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _is_harness_frame(filename: str) -> bool:
+    return filename.startswith(os.path.dirname(__file__)) or filename.endswith(("runpy.py", "<frozen runpy>"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m advisor.runner")
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--warmup", type=int, required=True)
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--module", action="store_true")
+    parser.add_argument("target")
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    ns = parser.parse_args(argv)
+    args = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
+    run_dir: Path = ns.run_dir
+    progress_fd = int(os.environ["ADVISOR_PROGRESS_FD"]) if "ADVISOR_PROGRESS_FD" in os.environ else None
+
+    record: dict = {"outcome": "completed", "exit_code": 0, "error": None, "started_unix_ns": time.time_ns()}
+    try:
+        import torch
+    except Exception as exc:  # the interpreter has no usable torch
+        record.update(outcome="no_torch", exit_code=None, error=f"{type(exc).__name__}: {exc}")
+        atomic_write_json(run_dir / RUNNER_FILE, record)
+        return 1
+
+    global active
+    runner = active = Runner(run_dir, ns.warmup, ns.steps, progress_fd)
+    runner.detector.install()
+    runner.window.start()
+    exit_code = 0
+    try:
+        _run_target(ns.target, ns.module, args)
+    except StopScript:
+        record["outcome"] = "stopped_after_window"
+    except SystemExit as exc:
+        code = exc.code
+        if code is None or code == 0:
+            record["outcome"] = "completed"
+        else:
+            exit_code = code if isinstance(code, int) else 1
+            if not isinstance(code, int):
+                print(code, file=sys.stderr)
+            record.update(outcome="exited", exit_code=exit_code)
+    except KeyboardInterrupt:
+        exit_code = 130
+        record.update(outcome="interrupted", exit_code=130)
+    except _TargetNotFound as exc:
+        exit_code = 1
+        record.update(outcome="not_found", exit_code=1, error=str(exc))
+    except BaseException as exc:
+        exit_code = 1
+        sys.stderr.write(_script_traceback(exc))
+        record.update(outcome="raised", exit_code=1, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        runner.detector.uninstall()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        runner.window.finish()
+        runner.write_steps()
+        record.update(
+            ended_unix_ns=time.time_ns(),
+            step_detection=runner.detector.mode,
+            boundaries=len(runner.boundary_times_ns),
+            warmup=ns.warmup,
+            steps_requested=ns.steps,
+            recorded_steps=runner.window.recorded_steps,
+            trace_written=runner.window.trace_written,
+            window_cpu_seconds=runner.window.window_cpu_seconds,
+            window_wall_seconds=runner.window.window_wall_seconds,
+            environment=_environment(torch),
+            user_files=_user_files([] if ns.module else [os.path.abspath(ns.target)]),
+        )
+        atomic_write_json(run_dir / RUNNER_FILE, record)
+    return exit_code
+
+
+def _environment(torch) -> dict:
+    env = {
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+        "cuda_version": torch.version.cuda,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "gpus": [],
+    }
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            env["gpus"].append({"index": i, "name": p.name, "total_memory": p.total_memory,
+                                "compute_capability": f"{p.major}.{p.minor}"})
+    return env
+
+
+def _user_files(extra: list[str]) -> dict[str, str]:
+    """Source files of the user's code, keyed as the profiler's Python tracer names them.
+
+    The tracer strips the longest ``sys.path`` prefix from a file name, so user code and library
+    code look alike in the trace; this map says which names are the user's.
+    """
+    import sysconfig
+
+    library_roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
+                                                   sysconfig.get_paths()["stdlib"],
+                                                   sysconfig.get_paths()["purelib"],
+                                                   sysconfig.get_paths()["platlib"]) if p}
+    advisor_root = os.path.realpath(os.path.dirname(os.path.dirname(__file__)))
+    roots = sorted({os.path.realpath(p) for p in sys.path if p and os.path.isdir(p)}, key=len, reverse=True)
+    files = {}
+    filenames = [getattr(module, "__file__", None) for module in list(sys.modules.values())] + extra
+    for filename in filenames:
+        if not filename or not filename.endswith(".py") or not os.path.isabs(filename):
+            continue
+        real = os.path.realpath(filename)
+        if real.startswith(advisor_root) or any(real.startswith(root + os.sep) for root in library_roots):
+            continue
+        files[_tracer_name(real, roots)] = real
+    return files
+
+
+def _tracer_name(path: str, roots: list[str]) -> str:
+    for root in roots:
+        if path.startswith(root + os.sep):
+            return path[len(root) + 1:]
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

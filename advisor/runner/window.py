@@ -1,0 +1,126 @@
+"""The torch.profiler window: skip ``warmup`` steps, record ``steps`` steps, export the trace.
+
+Until the first step boundary a light recording (ops, shapes, memory; no Python stacks) runs, so a
+script that never steps still yields an op table. At the first boundary it is dropped; the window's
+recording (with Python stacks) is prepared one step before the window and started at its first step.
+Each recorded step is annotated ``ProfilerStep#<n>``, as ``torch.profiler.profile.step()`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from advisor.rundir import TRACE_FILE
+
+
+def _activities() -> list[ProfilerActivity]:
+    activities = [ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(ProfilerActivity.CUDA)
+    return activities
+
+
+def _new_profiler(with_stack: bool) -> profile:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return profile(activities=_activities(), record_shapes=True, profile_memory=True,
+                       with_stack=with_stack)
+
+
+class ProfilerWindow:
+    """Drives the profiler from step boundaries; ``boundary()`` returns True once the window is done."""
+
+    def __init__(self, run_dir: Path, warmup: int, steps: int):
+        self.run_dir = Path(run_dir)
+        self.warmup = warmup
+        self.steps = steps
+        self.boundaries = 0
+        self.recorded_steps = 0
+        self.done = False
+        self.trace_written = False
+        self.window_cpu_seconds: float | None = None
+        self.window_wall_seconds: float | None = None
+        self._pre: profile | None = None
+        self._window: profile | None = None
+        self._window_started = False
+        self._step_label: record_function | None = None
+        self._cpu0 = self._wall0 = 0.0
+
+    @property
+    def recording(self) -> bool:
+        """True while the window's steps are being recorded."""
+        return self._window_started and not self.done
+
+    def start(self) -> None:
+        """Start the light pre-step recording."""
+        self._pre = _new_profiler(with_stack=False)
+        self._pre.prepare_trace()
+        self._pre.start_trace()
+
+    def boundary(self) -> bool:
+        """A step ended. Advance the window; True when the last recorded step has just ended."""
+        if self.done:
+            return True
+        self.boundaries += 1
+        b = self.boundaries
+        if b == 1 and self._pre is not None:
+            self._pre.stop_trace()
+            self._pre = None
+        if self._window_started:
+            self._close_step_label()
+            self.recorded_steps += 1
+            if self.recorded_steps >= self.steps:
+                self.finish()
+                return True
+        if b == max(self.warmup - 1, 1) and self._window is None:
+            self._window = _new_profiler(with_stack=True)
+            self._window.prepare_trace()
+        if b == self.warmup:
+            self._window.start_trace()
+            self._window_started = True
+            self._cpu0, self._wall0 = _process_cpu_seconds(), time.perf_counter()
+        if self._window_started:
+            self._step_label = record_function(f"ProfilerStep#{b}")
+            self._step_label.__enter__()
+        return False
+
+    def finish(self) -> None:
+        """Stop whatever recording runs and export it (window first, else the pre-step one)."""
+        if self.done:
+            return
+        self.done = True
+        self._close_step_label()
+        if self._window_started:
+            self.window_cpu_seconds = _process_cpu_seconds() - self._cpu0
+            self.window_wall_seconds = time.perf_counter() - self._wall0
+            self._export(self._window)
+        elif self._pre is not None:
+            self._export(self._pre)
+        elif self._window is not None:
+            self._window.stop_trace()
+        self._pre = self._window = None
+
+    def _close_step_label(self) -> None:
+        if self._step_label is not None:
+            self._step_label.__exit__(None, None, None)
+            self._step_label = None
+
+    def _export(self, prof: profile) -> None:
+        prof.stop_trace()
+        path = self.run_dir / TRACE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        prof.export_chrome_trace(str(tmp))
+        os.replace(tmp, path)
+        self.trace_written = True
+
+
+def _process_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system

@@ -1,0 +1,297 @@
+"""One profiling run: check the target, start the child under the collectors, watch it, save it.
+
+The script runs in a child process (``python -m advisor.runner``), in a session of its own so that
+advisor decides how it is interrupted: Ctrl-C and ``--timeout`` send it SIGINT (it saves what it
+recorded), a second Ctrl-C or the end of the grace period kills it. Whatever happens, the run
+directory keeps what was collected.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from advisor import __version__
+from advisor.collectors.base import Availability, Collector, CollectorContext
+from advisor.errors import (AdvisorError, Interrupted, NoTorchWork, NotAPythonFile, ScriptExited,
+                            ScriptNotFound, ScriptRaised, ScriptSyntaxError, ScriptTimedOut)
+from advisor.plugins import plugin_manager
+from advisor.rundir import RUNNER_FILE, new_run_dir, read_json, write_meta
+from advisor.views.progress import RunProgress
+
+#: seconds a stopped script gets to save its recording before it is killed
+GRACE_SECONDS = 15.0
+_NOISE = ("USDT:", "Memory block of unknown size was allocated before the profiling started")
+
+
+@dataclasses.dataclass
+class ProfileOptions:
+    target: str
+    args: list[str]
+    is_module: bool = False
+    warmup: int = 5
+    steps: int = 10
+    timeout: float | None = None
+    out: Path | None = None
+    blocked_plugins: tuple[str, ...] = ()
+    script_stdout_to_stderr: bool = False
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_dir: Path
+    meta: dict
+    error: AdvisorError | None
+
+
+def check_script(path_text: str) -> Path:
+    """Raise the matching error when ``path_text`` is not a runnable Python script."""
+    path = Path(path_text)
+    if not path.exists():
+        raise ScriptNotFound(f"script not found: {path_text}")
+    if path.is_dir():
+        raise NotAPythonFile(f"not a Python file: {path_text} is a directory")
+    try:
+        source = path.read_bytes().decode("utf-8")
+        if "\0" in source:
+            raise ValueError
+    except (UnicodeDecodeError, ValueError):
+        raise NotAPythonFile(f"not a Python file: {path_text} is not text") from None
+    except OSError as exc:
+        raise ScriptNotFound(f"cannot read {path_text}: {exc.strerror}") from None
+    try:
+        ast.parse(source, filename=str(path))
+    except SyntaxError as exc:
+        if path.suffix not in (".py", ".pyw"):
+            raise NotAPythonFile(f"not a Python file: {path_text}") from None
+        raise ScriptSyntaxError(f"syntax error in {path_text}, line {exc.lineno}: {exc.msg}") from None
+    return path
+
+
+def _collectors(options: ProfileOptions, run_dir: Path) -> tuple[list[Collector], dict]:
+    """Every plugin's collectors, and each one's availability as recorded in the run."""
+    config = {"warmup": options.warmup, "steps": options.steps, "timeout": options.timeout,
+              "run_dir": str(run_dir)}
+    status: dict[str, dict] = {"torch_profiler": Availability(
+        True, "CPU ops, shapes, memory, Python stacks; CUDA activity when a GPU is present").to_json()}
+    usable: list[Collector] = []
+    pm = plugin_manager(options.blocked_plugins)
+    for impl in pm.hook.advisor_collectors.get_hookimpls():
+        try:
+            provided = impl.function(config=config)
+        except Exception as exc:
+            status[impl.plugin_name] = {"available": False, "reason": f"broken plugin: {type(exc).__name__}: {exc}"}
+            continue
+        for collector in provided or []:
+            name = getattr(collector, "name", type(collector).__name__)
+            try:
+                availability = collector.check()
+            except Exception as exc:
+                availability = Availability(False, f"broken collector: {type(exc).__name__}: {exc}")
+            status[name] = availability.to_json()
+            if availability.available:
+                usable.append(collector)
+    return usable, status
+
+
+def _host() -> dict:
+    mem = psutil.virtual_memory()
+    return {"hostname": socket.gethostname(), "platform": platform.platform(), "machine": platform.machine(),
+            "processor": platform.processor(), "cpu_count": os.cpu_count(), "memory_bytes": mem.total}
+
+
+class _Pump(threading.Thread):
+    """Copies one of the child's output streams to ours, dropping the profiler's own chatter."""
+
+    def __init__(self, pipe, sink_name: str, filter_noise: bool):
+        super().__init__(daemon=True)
+        self._pipe, self._sink_name, self._filter = pipe, sink_name, filter_noise
+
+    def run(self) -> None:
+        pending = b""
+        while True:
+            chunk = self._pipe.read1(1 << 14) if hasattr(self._pipe, "read1") else self._pipe.read(1 << 14)
+            if not chunk:
+                break
+            pending += chunk
+            cut = max(pending.rfind(b"\n"), pending.rfind(b"\r"))
+            if cut < 0:
+                continue
+            self._emit(pending[:cut + 1])
+            pending = pending[cut + 1:]
+        if pending:
+            self._emit(pending)
+
+    def _emit(self, data: bytes) -> None:
+        text = data.decode("utf-8", errors="replace")
+        if self._filter:
+            text = "".join(line for line in text.splitlines(True) if not line.startswith(_NOISE[0])
+                           and _NOISE[1] not in line)
+        if text:
+            sink = getattr(sys, self._sink_name)
+            sink.write(text)
+            sink.flush()
+
+
+class _ProgressReader(threading.Thread):
+    """Reads the child's JSON-lines progress channel."""
+
+    def __init__(self, fd: int):
+        super().__init__(daemon=True)
+        self._file = os.fdopen(fd, "r")
+        self.steps = 0
+        self.mode: str | None = None
+        self.window_done = False
+
+    def run(self) -> None:
+        for line in self._file:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if event.get("event") == "step":
+                self.steps = int(event.get("n", self.steps))
+            elif event.get("event") == "mode":
+                self.mode = event.get("mode")
+            elif event.get("event") == "window_done":
+                self.window_done = True
+
+
+def profile(options: ProfileOptions, show_progress: bool) -> RunResult:
+    """Run the target under the collectors; return the run directory, its metadata and any error."""
+    if options.is_module:
+        target_name = options.target
+    else:
+        check_script(options.target)
+        target_name = str(Path(options.target))
+    run_dir = new_run_dir(options.out, options.target)
+    collectors, collector_status = _collectors(options, run_dir)
+    started = time.time()
+    meta = {
+        "advisor_version": __version__,
+        "command": ["advisor", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("advisor") else sys.argv,
+        "target": {"kind": "module" if options.is_module else "script", "name": target_name,
+                   "args": list(options.args)},
+        "cwd": os.getcwd(),
+        "settings": {"warmup": options.warmup, "steps": options.steps, "timeout": options.timeout},
+        "host": _host(),
+        "python": sys.version.split()[0],
+        "collectors": collector_status,
+        "started_at": started,
+        "outcome": "running",
+    }
+    write_meta(run_dir, meta)
+
+    command = [sys.executable, "-m", "advisor.runner", "--run-dir", str(run_dir), "--warmup", str(options.warmup),
+               "--steps", str(options.steps), *(["--module"] if options.is_module else []), options.target,
+               "--", *options.args]
+    for collector in collectors:
+        command = collector.wrap_command(command, run_dir)
+    read_fd, write_fd = os.pipe()
+    env = {**os.environ, "ADVISOR_PROGRESS_FD": str(write_fd), "PYTHONUNBUFFERED": "1"}
+    try:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(write_fd,),
+                                 env=env, start_new_session=True)
+    finally:
+        os.close(write_fd)
+    progress_reader = _ProgressReader(read_fd)
+    progress_reader.start()
+    for collector in collectors:
+        collector.start(CollectorContext(pid=child.pid, run_dir=run_dir))
+
+    state = {"interrupts": 0, "timed_out": False, "stop_sent_at": None}
+
+    def stop_child(sig: int) -> None:
+        try:
+            os.killpg(child.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def on_sigint(signum, frame) -> None:
+        state["interrupts"] += 1
+        if state["interrupts"] == 1:
+            state["stop_sent_at"] = time.monotonic()
+            stop_child(signal.SIGINT)
+        else:
+            stop_child(signal.SIGKILL)
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+    t0 = time.monotonic()
+    with RunProgress(enabled=show_progress, warmup=options.warmup, steps=options.steps) as progress:
+        pumps = [_Pump(child.stdout, "stderr" if options.script_stdout_to_stderr else "stdout", False),
+                 _Pump(child.stderr, "stderr", True)]
+        for pump in pumps:
+            pump.start()
+        while child.poll() is None:
+            time.sleep(0.05)
+            elapsed = time.monotonic() - t0
+            progress.update(progress_reader.steps, progress_reader.mode, progress_reader.window_done, elapsed)
+            if options.timeout and elapsed > options.timeout and not state["timed_out"]:
+                state["timed_out"] = True
+                state["stop_sent_at"] = time.monotonic()
+                stop_child(signal.SIGINT)
+            if state["stop_sent_at"] and time.monotonic() - state["stop_sent_at"] > GRACE_SECONDS:
+                stop_child(signal.SIGKILL)
+        for pump in pumps:
+            pump.join(timeout=5)
+        progress.update(progress_reader.steps, progress_reader.mode, progress_reader.window_done,
+                        time.monotonic() - t0)
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)
+    for collector in collectors:
+        try:
+            collector.stop()
+        except Exception as exc:  # a collector must not cost the run
+            meta["collectors"][collector.name] = {"available": False, "reason": f"failed while stopping: {exc}"}
+
+    runner = read_json(run_dir / RUNNER_FILE, "runner record") if (run_dir / RUNNER_FILE).exists() else None
+    error = _outcome(meta, runner, child.returncode, state, options)
+    meta.update(ended_at=time.time(), duration_s=round(time.time() - started, 3))
+    write_meta(run_dir, meta)
+    return RunResult(run_dir=run_dir, meta=meta, error=error)
+
+
+def _outcome(meta: dict, runner: dict | None, returncode: int, state: dict, options: ProfileOptions) -> AdvisorError | None:
+    """Fill the outcome fields of ``meta`` and return the error to report, if any."""
+    name = options.target
+    steps = runner.get("recorded_steps", 0) if runner else 0
+    kept = f"{steps} recorded step{'s' if steps != 1 else ''} kept"
+    if runner is None:
+        meta.update(outcome="killed", script_exit_code=returncode, exit_code=None)
+        if state["timed_out"]:
+            meta["outcome"] = "timed_out"
+            return ScriptTimedOut(f"{name} timed out after {options.timeout:g} s and did not stop; it was killed")
+        if state["interrupts"]:
+            meta["outcome"] = "interrupted"
+            return Interrupted("interrupted; the script was killed before it saved its recording")
+        how = f"signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
+        return ScriptRaised(f"{name} crashed ({how}) before advisor could save its recording")
+    outcome = runner.get("outcome")
+    meta.update(outcome=outcome, script_exit_code=runner.get("exit_code"), step_detection=runner.get("step_detection"),
+                error=runner.get("error"))
+    if state["timed_out"]:
+        meta["outcome"] = "timed_out"
+        return ScriptTimedOut(f"{name} timed out after {options.timeout:g} s; {kept}")
+    if outcome == "interrupted":
+        return Interrupted(f"interrupted; {kept}")
+    if outcome == "raised":
+        return ScriptRaised(f"{name} raised {runner.get('error')}; {kept}")
+    if outcome == "exited":
+        return ScriptExited(f"{name} exited with code {runner.get('exit_code')}; {kept}")
+    if outcome == "not_found":
+        return ScriptNotFound(f"module not found: {name}")
+    if outcome == "no_torch":
+        return NoTorchWork(f"PyTorch cannot be imported by {sys.executable}: {runner.get('error')}")
+    return None

@@ -1,0 +1,1 @@
+"""Views of a run: the terminal summary and progress (Rich)."""

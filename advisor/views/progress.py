@@ -1,0 +1,41 @@
+"""The live progress line while the script runs (steps done of the window, elapsed time)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+class RunProgress:
+    """A transient Rich progress bar on stderr; does nothing when disabled (output not a terminal)."""
+
+    def __init__(self, enabled: bool, warmup: int, steps: int):
+        self._total = warmup + steps
+        self._warmup = warmup
+        self._progress = Progress(
+            TextColumn("[bold]advisor[/]"), BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+            console=Console(stderr=True), transient=True, redirect_stdout=True, redirect_stderr=True,
+        ) if enabled else None
+        self._task = None
+
+    def __enter__(self) -> "RunProgress":
+        if self._progress is not None:
+            self._progress.start()
+            self._task = self._progress.add_task("starting the script", total=self._total)
+        return self
+
+    def update(self, steps_done: int, mode: str | None, window_done: bool, elapsed: float) -> None:
+        if self._progress is None:
+            return
+        if window_done:
+            text = f"recorded {self._total - self._warmup} steps; stopping the script"
+        elif mode is None:
+            text = "waiting for the first step"
+        else:
+            phase = "warmup" if steps_done < self._warmup else "recording"
+            text = f"step {steps_done}/{self._total} ({phase}; steps found by {mode})"
+        self._progress.update(self._task, completed=min(steps_done, self._total), description=text)
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()

@@ -1,0 +1,150 @@
+"""The compact terminal summary of a run, rendered from its summary dict alone."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+PHASE_STYLES = {"data": "yellow", "forward": "cyan", "backward": "magenta", "optimizer": "green", "other": "grey50"}
+HOT_OPS_SHOWN = 10
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _steps_line(summary: dict) -> Text:
+    steps = summary.get("steps") or {}
+    if not steps.get("count"):
+        detection = steps.get("detection")
+        why = ("no step boundary was seen" if not detection
+               else f"steps were found by {detection} but none was recorded")
+        return Text.assemble(("No steps found", "bold yellow"),
+                             f": {why}. Ops below cover the whole run; call advisor.step() at the end of "
+                             "each step to mark them.")
+    spread = steps.get("spread")
+    return Text.assemble(
+        ("Steps ", "bold"), f"{steps['count']} recorded after {steps.get('warmup')} warmup, found by ",
+        (str(steps.get("detection")), "bold"), " · median ", (f"{steps['median_ms']:.2f} ms", "bold"),
+        f" (IQR ±{100 * spread / 2:.1f}%)" if spread is not None else "",
+        f" · min {steps['min_ms']:.2f} / max {steps['max_ms']:.2f} ms",
+    )
+
+
+def _breakdown_table(summary: dict, width: int = 40) -> Table | None:
+    parts = summary.get("breakdown") or {}
+    if not parts:
+        return None
+    table = Table(title="Where a step goes (median)", title_justify="left", show_header=True, box=None,
+                  pad_edge=False)
+    table.add_column("phase")
+    table.add_column("ms", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("")
+    for phase, value in parts.items():
+        bar = "█" * max(int(round(value["share"] * width)), 1 if value["share"] > 0 else 0)
+        table.add_row(phase, f"{value['ms']:.2f}", _pct(value["share"]), Text(bar, style=PHASE_STYLES.get(phase, "")))
+    return table
+
+
+def _hot_ops_table(summary: dict) -> Table | None:
+    ops = summary.get("hot_ops") or []
+    if not ops:
+        return None
+    gpu = any((op.get("device_time_ms") or 0) > 0 for op in ops)
+    table = Table(title="Hot ops (self time in the window)", title_justify="left", box=None, pad_edge=False)
+    table.add_column("op", no_wrap=True, overflow="ellipsis", min_width=20, max_width=30)
+    table.add_column("self ms", justify="right")
+    if gpu:
+        table.add_column("GPU ms", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("calls", justify="right")
+    table.add_column("GFLOP/s", justify="right")
+    table.add_column("shapes", overflow="ellipsis", no_wrap=True, ratio=1)
+    table.add_column("source", overflow="ellipsis", no_wrap=True, min_width=10, max_width=30)
+    for op in ops[:HOT_OPS_SHOWN]:
+        row = [escape(op["name"]), f"{op['self_time_ms']:.2f}"]
+        if gpu:
+            row.append(f"{op.get('device_time_ms') or 0:.2f}")
+        gflops = op.get("gflops_per_s")
+        row += [_pct(op.get("share")), str(op.get("calls")), f"{gflops:.1f}" if gflops else "",
+                escape(op.get("shapes") or ""), escape(op.get("source") or "")]
+        table.add_row(*row)
+    return table
+
+
+def _memory_lines(summary: dict) -> Text:
+    mem = summary.get("memory") or {}
+    text = Text.assemble(("Memory ", "bold"))
+    if mem.get("peak_rss_bytes") is not None:
+        text.append(f"peak RSS {human_bytes(mem['peak_rss_bytes'])} of {human_bytes(mem.get('system_memory_bytes'))} "
+                    f"({_pct(mem.get('rss_share_of_system'))})")
+    for gpu in mem.get("gpus", []):
+        text.append(f" · GPU{gpu['gpu']} {human_bytes(gpu['peak_used_bytes'])} of {human_bytes(gpu['total_bytes'])} "
+                    f"({_pct(gpu['share'])})")
+    for device, peak in (mem.get("profiler_peak_bytes") or {}).items():
+        text.append(f" · allocator peak in window ({device}) {human_bytes(peak)}")
+    top = mem.get("top_allocators") or []
+    if top:
+        text.append("\n  top allocators: " + ", ".join(f"{a['name']} {human_bytes(a['bytes'])}" for a in top[:3]))
+    return text
+
+
+def _utilisation_line(summary: dict) -> Text | None:
+    util = summary.get("utilisation") or {}
+    parts = []
+    if util.get("process_busy_cores") is not None:
+        parts.append(f"script process busy {util['process_busy_cores']:.2f} of {util.get('cpu_count')} cores "
+                     "in the window")
+    if util.get("samples"):
+        s = util["samples"]
+        parts.append(f"process tree CPU {s['mean_percent']:.0f}% mean over the {s['over']}")
+    if util.get("gpu"):
+        g = util["gpu"]
+        parts.append(f"GPU {g['mean_percent']:.0f}% mean over the {g['over']}")
+    return Text.assemble(("Utilisation ", "bold"), " · ".join(parts)) if parts else None
+
+
+def _collectors_line(summary: dict) -> Text:
+    text = Text.assemble(("Collectors ", "bold"))
+    items = []
+    for name, status in (summary.get("collectors") or {}).items():
+        if status.get("available"):
+            items.append(Text(f"{name} ✓", style="green"))
+        else:
+            items.append(Text(f"{name}: unavailable: {status.get('reason')}", style="yellow"))
+    for i, item in enumerate(items):
+        if i:
+            text.append(" · ")
+        text.append_text(item)
+    return text
+
+
+def render_summary(summary: dict) -> Group:
+    """A Rich renderable of the whole summary."""
+    target = summary.get("target") or {}
+    header = Text.assemble(("advisor ", "bold"), str(target.get("name", "")),
+                           f"  ({summary.get('outcome')})")
+    parts = [header, _steps_line(summary)]
+    for block in (_breakdown_table(summary), _hot_ops_table(summary), _memory_lines(summary),
+                  _utilisation_line(summary), _collectors_line(summary)):
+        if block is not None:
+            parts.append(block)
+    parts.append(Text.assemble(("Run directory ", "bold"), str(summary.get("run_dir"))))
+    return Group(*parts)
+
+
+def print_summary(summary: dict, console: Console) -> None:
+    console.print(render_summary(summary))
