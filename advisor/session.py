@@ -71,11 +71,12 @@ def check_script(path_text: str) -> Path:
         raise NotAPythonFile(f"not a Python file: {path_text} is not text") from None
     except OSError as exc:
         raise ScriptNotFound(f"cannot read {path_text}: {exc.strerror}") from None
+    first_line = source.split("\n", 1)[0]
+    if path.suffix not in (".py", ".pyw") and not (first_line.startswith("#!") and "python" in first_line):
+        raise NotAPythonFile(f"not a Python file: {path_text} (expected a .py file or a python shebang)")
     try:
         ast.parse(source, filename=str(path))
     except SyntaxError as exc:
-        if path.suffix not in (".py", ".pyw"):
-            raise NotAPythonFile(f"not a Python file: {path_text}") from None
         raise ScriptSyntaxError(f"syntax error in {path_text}, line {exc.lineno}: {exc.msg}") from None
     return path
 

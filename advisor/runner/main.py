@@ -134,10 +134,10 @@ def main(argv: list[str] | None = None) -> int:
 
     global active
     runner = active = Runner(run_dir, ns.warmup, ns.steps, progress_fd)
-    runner.detector.install()
-    runner.window.start()
     exit_code = 0
     try:
+        runner.detector.install()
+        runner.window.start()
         _run_target(ns.target, ns.module, args)
     except StopScript:
         record["outcome"] = "stopped_after_window"

@@ -8,29 +8,59 @@ Each recorded step is annotated ``ProfilerStep#<n>``, as ``torch.profiler.profil
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import warnings
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile, record_function
+from torch.profiler import record_function
 
 from advisor.rundir import TRACE_FILE
 
 
-def _activities() -> list[ProfilerActivity]:
-    activities = [ProfilerActivity.CPU]
-    if torch.cuda.is_available():
-        activities.append(ProfilerActivity.CUDA)
-    return activities
+class _Recording:
+    """One kineto recording, through the autograd profiler that ``torch.profiler.profile`` wraps.
+
+    ``torch.profiler.profile.prepare_trace`` imports ``torch._inductor`` (seconds of start-up for a
+    script that never compiles), so the layer below it is used, and the trace metadata that the
+    wrapper would add is added here.
+    """
+
+    def __init__(self, with_stack: bool):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._profile = torch.autograd.profiler.profile(
+                use_device="cuda" if torch.cuda.is_available() else None, record_shapes=True,
+                profile_memory=True, with_stack=with_stack, use_kineto=True)
+        self._with_stack = with_stack
+
+    def prepare(self) -> None:
+        self._profile._prepare_trace()
+
+    def start(self) -> None:
+        self._profile._start_trace()
+        metadata = {"profile_memory": "1", "record_shapes": "1", **({"with_stack": "1"} if self._with_stack else {})}
+        distributed = _distributed_info()
+        if distributed:
+            metadata["distributedInfo"] = json.dumps(distributed)
+        for key, value in metadata.items():
+            torch.autograd._add_metadata_json(key, value)
+
+    def stop(self) -> None:
+        self._profile.__exit__(None, None, None)
+
+    def export(self, path: str) -> None:
+        self._profile.export_chrome_trace(path)
 
 
-def _new_profiler(with_stack: bool) -> profile:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return profile(activities=_activities(), record_shapes=True, profile_memory=True,
-                       with_stack=with_stack)
+def _distributed_info() -> dict | None:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    return {"backend": dist.get_backend(), "rank": dist.get_rank(), "world_size": dist.get_world_size()}
 
 
 class ProfilerWindow:
@@ -46,8 +76,8 @@ class ProfilerWindow:
         self.trace_written = False
         self.window_cpu_seconds: float | None = None
         self.window_wall_seconds: float | None = None
-        self._pre: profile | None = None
-        self._window: profile | None = None
+        self._pre: _Recording | None = None
+        self._window: _Recording | None = None
         self._window_started = False
         self._step_label: record_function | None = None
         self._cpu0 = self._wall0 = 0.0
@@ -59,9 +89,9 @@ class ProfilerWindow:
 
     def start(self) -> None:
         """Start the light pre-step recording."""
-        self._pre = _new_profiler(with_stack=False)
-        self._pre.prepare_trace()
-        self._pre.start_trace()
+        self._pre = _Recording(with_stack=False)
+        self._pre.prepare()
+        self._pre.start()
 
     def boundary(self) -> bool:
         """A step ended. Advance the window; True when the last recorded step has just ended."""
@@ -70,7 +100,7 @@ class ProfilerWindow:
         self.boundaries += 1
         b = self.boundaries
         if b == 1 and self._pre is not None:
-            self._pre.stop_trace()
+            self._pre.stop()
             self._pre = None
         if self._window_started:
             self._close_step_label()
@@ -79,10 +109,10 @@ class ProfilerWindow:
                 self.finish()
                 return True
         if b == max(self.warmup - 1, 1) and self._window is None:
-            self._window = _new_profiler(with_stack=True)
-            self._window.prepare_trace()
+            self._window = _Recording(with_stack=True)
+            self._window.prepare()
         if b == self.warmup:
-            self._window.start_trace()
+            self._window.start()
             self._window_started = True
             self._cpu0, self._wall0 = _process_cpu_seconds(), time.perf_counter()
         if self._window_started:
@@ -103,7 +133,7 @@ class ProfilerWindow:
         elif self._pre is not None:
             self._export(self._pre)
         elif self._window is not None:
-            self._window.stop_trace()
+            self._window.stop()
         self._pre = self._window = None
 
     def _close_step_label(self) -> None:
@@ -111,12 +141,12 @@ class ProfilerWindow:
             self._step_label.__exit__(None, None, None)
             self._step_label = None
 
-    def _export(self, prof: profile) -> None:
-        prof.stop_trace()
+    def _export(self, recording: _Recording) -> None:
+        recording.stop()
         path = self.run_dir / TRACE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        prof.export_chrome_trace(str(tmp))
+        recording.export(str(tmp))
         os.replace(tmp, path)
         self.trace_written = True
 

@@ -64,23 +64,20 @@ def _hot_ops_table(summary: dict) -> Table | None:
     if not ops:
         return None
     gpu = any((op.get("device_time_ms") or 0) > 0 for op in ops)
-    table = Table(title="Hot ops (self time in the window)", title_justify="left", box=None, pad_edge=False)
-    table.add_column("op", no_wrap=True, overflow="ellipsis", min_width=20, max_width=30)
-    table.add_column("self ms", justify="right")
-    if gpu:
-        table.add_column("GPU ms", justify="right")
-    table.add_column("share", justify="right")
-    table.add_column("calls", justify="right")
-    table.add_column("GFLOP/s", justify="right")
-    table.add_column("shapes", overflow="ellipsis", no_wrap=True, ratio=1)
-    table.add_column("source", overflow="ellipsis", no_wrap=True, min_width=10, max_width=30)
+    table = Table(title="Hot ops (self time in the window)", title_justify="left", box=None, pad_edge=False,
+                  padding=(0, 1, 0, 0))
+    table.add_column("op", no_wrap=True, overflow="ellipsis", min_width=16, max_width=28)
+    for header in ("self ms", *(("GPU ms",) if gpu else ()), "share", "calls", "GFLOP/s"):
+        table.add_column(header, justify="right", no_wrap=True, min_width=len(header))
+    table.add_column("source", overflow="ellipsis", no_wrap=True, min_width=14, max_width=30)
+    table.add_column("shapes", overflow="ellipsis", no_wrap=True, min_width=8, max_width=30)
     for op in ops[:HOT_OPS_SHOWN]:
         row = [escape(op["name"]), f"{op['self_time_ms']:.2f}"]
         if gpu:
             row.append(f"{op.get('device_time_ms') or 0:.2f}")
         gflops = op.get("gflops_per_s")
         row += [_pct(op.get("share")), str(op.get("calls")), f"{gflops:.1f}" if gflops else "",
-                escape(op.get("shapes") or ""), escape(op.get("source") or "")]
+                escape(op.get("source") or ""), escape(op.get("shapes") or "")]
         table.add_row(*row)
     return table
 
