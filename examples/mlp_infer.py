@@ -48,7 +48,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--depth", type=int, default=24)
-    parser.add_argument("--micro-batches", type=int, default=48,
+    parser.add_argument("--micro-batches", type=int, default=32,
                         help="requests served per step, each as its own forward pass")
     parser.add_argument("--log-every", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,35 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).parent / "scripts"
+ROOT = Path(__file__).parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def run_advisor(*args, cwd=None, timeout=240, **kwargs) -> subprocess.CompletedProcess:
+    """Run the real ``advisor`` command line in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "advisor", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+def profile_json(*args, tmp_path: Path, cwd=None) -> tuple[subprocess.CompletedProcess, dict]:
+    out = tmp_path / "run"
+    proc = run_advisor("profile", "--out", out, "--json", *args, cwd=cwd)
+    assert proc.stdout.strip(), f"no JSON on stdout; stderr:\n{proc.stderr}"
+    return proc, json.loads(proc.stdout)
+
+
+@pytest.fixture
+def scripts() -> Path:
+    return SCRIPTS
+
+
+def no_advisor_traceback(stderr: str) -> bool:
+    """True when stderr holds no traceback frame from advisor's own code."""
+    advisor_dir = os.path.join(str(ROOT), "advisor")
+    return not any(advisor_dir in line and line.strip().startswith("File ") for line in stderr.splitlines())

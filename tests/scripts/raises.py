@@ -1,0 +1,10 @@
+import torch
+from torch import nn
+
+model = nn.Linear(4, 2)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(20):
+    model(torch.randn(2, 4)).sum().backward()
+    optimizer.step()
+    if step == 9:
+        raise ValueError("boom at step 9")
