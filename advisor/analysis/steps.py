@@ -68,15 +68,18 @@ def _phase_time(intervals: pd.DataFrame, start: float, end: float) -> dict[str, 
 
 
 def breakdown(steps: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Median milliseconds per step and share of the step, for each phase and ``other``."""
+    """Mean milliseconds per step and share of all step time, for each phase and ``other``.
+
+    Means and time-weighted shares, so that the parts add up to the step.
+    """
     if steps.empty:
         return {}
-    total = steps["duration_ms"].median()
-    medians = {p: float(steps[f"{p}_ms"].median()) for p in PHASES}
-    other_series = steps["duration_ms"] - steps[[f"{p}_ms" for p in PHASES]].sum(axis=1)
-    medians["other"] = float(max(other_series.median(), 0.0))
-    return {p: {"ms": round(v, 4), "share": round(v / total, 4) if total > 0 else 0.0}
-            for p, v in medians.items()}
+    total = float(steps["duration_ms"].sum())
+    sums = {p: float(steps[f"{p}_ms"].sum()) for p in PHASES}
+    sums["other"] = max(total - sum(sums.values()), 0.0)
+    n = len(steps)
+    return {p: {"ms": round(v / n, 4), "share": round(v / total, 4) if total > 0 else 0.0}
+            for p, v in sums.items()}
 
 
 def step_stats(steps: pd.DataFrame) -> dict:

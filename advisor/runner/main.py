@@ -33,7 +33,7 @@ class Runner:
 
         self.run_dir = run_dir
         self.window = ProfilerWindow(run_dir, warmup, steps)
-        self.detector = StepDetector(self._boundary)
+        self.detector = StepDetector(self._boundary, self._restart)
         self.boundary_times_ns: list[int] = []
         self.started_ns = time.time_ns()
         self._progress = os.fdopen(progress_fd, "w", buffering=1) if progress_fd is not None else None
@@ -59,6 +59,13 @@ class Runner:
                 self.write_steps()
                 self.report(event="window_done")
             raise StopScript
+
+    def _restart(self) -> None:
+        self.window.restart()
+        self.detector.label_call_sites = False
+        if self.boundary_times_ns:
+            self.started_ns = self.boundary_times_ns[-1]
+        self.boundary_times_ns.clear()
 
     def write_steps(self) -> None:
         lines = ["step,start_unix_ns,end_unix_ns,recorded"]

@@ -70,8 +70,9 @@ EXPLICIT, OPTIMIZER, MODULE = "explicit", "optimizer", "module"
 class StepDetector:
     """Installs the hooks and calls ``on_boundary(mode)`` at the end of every step."""
 
-    def __init__(self, on_boundary: Callable[[str], None]):
+    def __init__(self, on_boundary: Callable[[str], None], on_restart: Callable[[], None] = lambda: None):
         self._on_boundary = on_boundary
+        self._on_restart = on_restart
         self.mode: str | None = None
         self._pacing_optimizer: int | None = None
         self._depth = 0
@@ -132,8 +133,10 @@ class StepDetector:
 
     # -- boundaries ---------------------------------------------------------------------------
     def explicit_step(self) -> None:
-        """The script called ``advisor.step()``: from now on only these calls end steps."""
-        self.mode = EXPLICIT
+        """The script called ``advisor.step()``: from now on only these calls end steps, counted afresh."""
+        if self.mode != EXPLICIT:
+            self.mode = EXPLICIT
+            self._on_restart()
         self._on_boundary(EXPLICIT)
 
     def _optimizer_starts(self, optimizer, args, kwargs) -> None:

@@ -120,6 +120,17 @@ class ProfilerWindow:
             self._step_label.__enter__()
         return False
 
+    def restart(self) -> None:
+        """Forget the boundaries seen so far (the script switched to explicit steps)."""
+        if self.done:
+            return
+        self._close_step_label()
+        if self._window_started:
+            self._window.stop()
+            self._window = None
+        self._window_started = False
+        self.boundaries = self.recorded_steps = 0
+
     def finish(self) -> None:
         """Stop whatever recording runs and export it (window first, else the pre-step one)."""
         if self.done:

@@ -47,7 +47,7 @@ def _breakdown_table(summary: dict, width: int = 40) -> Table | None:
     parts = summary.get("breakdown") or {}
     if not parts:
         return None
-    table = Table(title="Where a step goes (median)", title_justify="left", show_header=True, box=None,
+    table = Table(title="Where a step goes (mean)", title_justify="left", show_header=True, box=None,
                   pad_edge=False)
     table.add_column("phase")
     table.add_column("ms", justify="right")
