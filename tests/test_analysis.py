@@ -1,0 +1,115 @@
+"""Analysis on real traces recorded here by the real profiler, checked against independent answers."""
+
+import io
+import json
+
+import pytest
+import torch
+from rich.console import Console
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from advisor.analysis.call_tree import annotate
+from advisor.analysis.flops import op_flops
+from advisor.analysis.hot_ops import hot_ops
+from advisor.analysis.steps import breakdown, step_table
+from advisor.analysis.trace import load_trace
+from advisor.errors import RunDirError
+from advisor.views.summary import render_summary
+
+
+def _record(tmp_path, fn, steps=3):
+    """Run ``fn`` under the profiler with ProfilerStep annotations, as the runner does; return the trace path."""
+    path = tmp_path / "trace.json"
+    prof = torch.autograd.profiler.profile(record_shapes=True, profile_memory=True, use_kineto=True)
+    prof._prepare_trace()
+    prof._start_trace()
+    for n in range(steps):
+        with torch.profiler.record_function(f"ProfilerStep#{n}"):
+            fn()
+    prof.__exit__(None, None, None)
+    prof.export_chrome_trace(str(path))
+    return path
+
+
+@pytest.mark.parametrize("make, inputs", [
+    (lambda: nn.Conv2d(3, 8, 3, stride=2, padding=1), (2, 3, 17, 17)),
+    (lambda: nn.Conv2d(4, 8, (3, 5), dilation=2), (1, 4, 20, 24)),  # (its grouped weight-grad count is off)
+    (lambda: nn.Linear(12, 7), (5, 12)),
+])
+def test_flops_match_torch_flop_counter(tmp_path, make, inputs):
+    torch.manual_seed(0)
+    module = make()
+    x = torch.randn(*inputs, requires_grad=True)
+
+    def step():
+        module(x).sum().backward()
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    expected = counter.get_total_flops()
+    host = annotate(load_trace(_record(tmp_path, step, steps=1)).events)
+    ops = host[host["cat"] == "cpu_op"]
+    counted = sum(op_flops(n, d, c) for n, d, c in zip(ops["name"].astype(str), ops["input_dims"],
+                                                         ops["concrete_inputs"])
+                  if op_flops(n, d, c) == op_flops(n, d, c))
+    assert counted == pytest.approx(expected, rel=1e-6)
+
+
+def test_self_times_partition_the_top_level_ops(tmp_path):
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8))
+    host = annotate(load_trace(_record(tmp_path, lambda: model(torch.randn(16, 64)).sum().backward())).events)
+    ops = host[host["cat"] == "cpu_op"]
+    top_level = ops[ops["op_parent"] < 0]
+    assert ops["self_us"].sum() == pytest.approx(top_level["dur"].sum(), rel=1e-6)
+    assert (ops["self_us"] >= 0).all()
+    assert set(ops["step"]) == {0, 1, 2}
+
+
+def test_steps_and_hot_ops_from_a_trace(tmp_path):
+    model = nn.Linear(256, 256)
+
+    def step():
+        with torch.profiler.record_function("advisor::forward"):
+            y = model(torch.randn(64, 256))
+        with torch.profiler.record_function("advisor::backward"):
+            y.sum().backward()
+
+    trace = load_trace(_record(tmp_path, step, steps=4))
+    host = annotate(trace.events)
+    steps = step_table(host, first_step=1, recorded_steps=3)
+    assert list(steps["step"]) == [1, 2, 3]
+    assert (steps["forward_ms"] > 0).all() and (steps["backward_ms"] > 0).all()
+    assert (steps["forward_ms"] + steps["backward_ms"] <= steps["duration_ms"] + 1e-9).all()
+    parts = breakdown(steps)
+    assert sum(p["share"] for p in parts.values()) == pytest.approx(1.0, abs=1e-3)
+    table = hot_ops(host[host["step"].isin([1, 2, 3])], trace.events, steps["duration_ms"].sum() * 1000)
+    addmm = table.set_index("name").loc["aten::addmm"]
+    assert addmm["calls"] == 3 and addmm["shapes"] == "256, 64x256, 256x256"
+    assert addmm["flops"] == pytest.approx(3 * 2 * 64 * 256 * 256)
+    assert 0 < addmm["share"] < 1
+
+
+def test_trace_loader_errors(tmp_path):
+    with pytest.raises(RunDirError, match="trace missing"):
+        load_trace(tmp_path / "absent.json")
+    truncated = tmp_path / "t.json"
+    truncated.write_text('{"schemaVersion": 1, "traceEvents": [{"ph": "X", "cat": "cpu_op", "name": "a')
+    with pytest.raises(RunDirError, match="corrupt trace"):
+        load_trace(truncated)
+
+
+def test_summary_escapes_names_from_the_script():
+    evil = "[bold red]<b>x</b>[/]|*_"
+    summary = {"run_dir": "/r", "target": {"name": evil}, "outcome": "completed",
+               "steps": {"count": 1, "median_ms": 1.0, "min_ms": 1.0, "max_ms": 1.0, "spread": 0.0,
+                         "warmup": 1, "detection": "explicit"},
+               "breakdown": {"forward": {"ms": 1.0, "share": 1.0}},
+               "hot_ops": [{"name": evil, "self_time_ms": 1.0, "share": 0.5, "calls": 1, "shapes": evil,
+                            "source": f"{evil}.py:3", "gflops_per_s": None}],
+               "memory": {}, "utilisation": {}, "collectors": {"x": {"available": False, "reason": evil}}}
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(render_summary(summary))
+    text = out.getvalue()
+    assert text.count("[bold red]<b>x</b>[/]") >= 4, text
+    json.dumps(summary)
