@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=_positive, default=5, metavar="W", help="steps to skip before recording (default 5)")
     p.add_argument("--steps", type=_positive, default=10, metavar="N",
                    help="steps to record; the script is stopped after them (default 10)")
+    p.add_argument("--keep-running", action="store_true",
+                   help="let the script run to its end after the recorded steps (default: stop it)")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="stop the script after S seconds")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="run directory (default .advisor/runs/<time>-<name>)")
@@ -73,7 +75,7 @@ def _cmd_profile(ns: argparse.Namespace, script_args: list[str]) -> int:
     options = ProfileOptions(
         target=ns.module or ns.script, args=script_args, is_module=bool(ns.module), warmup=ns.warmup,
         steps=ns.steps, timeout=ns.timeout, out=ns.out, blocked_plugins=_blocked(ns.plugin_options),
-        script_stdout_to_stderr=ns.json,
+        script_stdout_to_stderr=ns.json, keep_running=ns.keep_running,
     )
     err = _console(stderr=True)
     result = profile(options, show_progress=err.is_terminal)

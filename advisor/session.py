@@ -47,6 +47,7 @@ class ProfileOptions:
     out: Path | None = None
     blocked_plugins: tuple[str, ...] = ()
     script_stdout_to_stderr: bool = False
+    keep_running: bool = False
 
 
 @dataclasses.dataclass
@@ -186,7 +187,8 @@ def profile(options: ProfileOptions, show_progress: bool) -> RunResult:
         "target": {"kind": "module" if options.is_module else "script", "name": target_name,
                    "args": list(options.args)},
         "cwd": os.getcwd(),
-        "settings": {"warmup": options.warmup, "steps": options.steps, "timeout": options.timeout},
+        "settings": {"warmup": options.warmup, "steps": options.steps, "timeout": options.timeout,
+                     "keep_running": options.keep_running},
         "host": _host(),
         "python": sys.version.split()[0],
         "collectors": collector_status,
@@ -196,7 +198,8 @@ def profile(options: ProfileOptions, show_progress: bool) -> RunResult:
     write_meta(run_dir, meta)
 
     command = [sys.executable, "-m", "advisor.runner", "--run-dir", str(run_dir), "--warmup", str(options.warmup),
-               "--steps", str(options.steps), *(["--module"] if options.is_module else []), options.target,
+               "--steps", str(options.steps), *(["--module"] if options.is_module else []),
+               *(["--keep-running"] if options.keep_running else []), options.target,
                "--", *options.args]
     for collector in collectors:
         command = collector.wrap_command(command, run_dir)
@@ -230,7 +233,7 @@ def profile(options: ProfileOptions, show_progress: bool) -> RunResult:
 
     previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
     t0 = time.monotonic()
-    with RunProgress(enabled=show_progress, warmup=options.warmup, steps=options.steps) as progress:
+    with RunProgress(show_progress, options.warmup, options.steps, options.keep_running) as progress:
         pumps = [_Pump(child.stdout, "stderr" if options.script_stdout_to_stderr else "stdout", False),
                  _Pump(child.stderr, "stderr", True)]
         for pump in pumps:

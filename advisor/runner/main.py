@@ -27,7 +27,7 @@ class StopScript(BaseException):
 class Runner:
     """State of one run inside the child; ``advisor.step()`` reaches it through :data:`active`."""
 
-    def __init__(self, run_dir: Path, warmup: int, steps: int, progress_fd: int | None):
+    def __init__(self, run_dir: Path, warmup: int, steps: int, progress_fd: int | None, keep_running: bool = False):
         from advisor.runner.steps import StepDetector
         from advisor.runner.window import ProfilerWindow
 
@@ -38,6 +38,7 @@ class Runner:
         self.started_ns = time.time_ns()
         self._progress = os.fdopen(progress_fd, "w", buffering=1) if progress_fd is not None else None
         self._stopping = False
+        self._keep_running = keep_running
 
     def report(self, **event) -> None:
         if self._progress is not None:
@@ -58,7 +59,8 @@ class Runner:
                 self._stopping = True
                 self.write_steps()
                 self.report(event="window_done")
-            raise StopScript
+            if not self._keep_running:
+                raise StopScript
 
     def _restart(self) -> None:
         self.window.restart()
@@ -124,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, required=True)
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--module", action="store_true")
+    parser.add_argument("--keep-running", action="store_true")
     parser.add_argument("target")
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     global active
-    runner = active = Runner(run_dir, ns.warmup, ns.steps, progress_fd)
+    runner = active = Runner(run_dir, ns.warmup, ns.steps, progress_fd, ns.keep_running)
     exit_code = 0
     try:
         runner.detector.install()

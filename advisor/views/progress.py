@@ -9,7 +9,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 class RunProgress:
     """A transient Rich progress bar on stderr; does nothing when disabled (output not a terminal)."""
 
-    def __init__(self, enabled: bool, warmup: int, steps: int):
+    def __init__(self, enabled: bool, warmup: int, steps: int, keep_running: bool = False):
         self._total = warmup + steps
         self._warmup = warmup
         self._progress = Progress(
@@ -17,6 +17,7 @@ class RunProgress:
             console=Console(stderr=True), transient=True, redirect_stdout=True, redirect_stderr=True,
         ) if enabled else None
         self._task = None
+        self._keep_running = keep_running
 
     def __enter__(self) -> "RunProgress":
         if self._progress is not None:
@@ -28,7 +29,8 @@ class RunProgress:
         if self._progress is None:
             return
         if window_done:
-            text = f"recorded {self._total - self._warmup} steps; stopping the script"
+            then = "the script goes on" if self._keep_running else "stopping the script"
+            text = f"recorded {self._total - self._warmup} steps; {then} (step {steps_done})"
         elif mode is None:
             text = "waiting for the first step"
         else:
