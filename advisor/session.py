@@ -212,8 +212,13 @@ def profile(options: ProfileOptions, show_progress: bool) -> RunResult:
         os.close(write_fd)
     progress_reader = _ProgressReader(read_fd)
     progress_reader.start()
+    started_collectors = []
     for collector in collectors:
-        collector.start(CollectorContext(pid=child.pid, run_dir=run_dir))
+        try:
+            collector.start(CollectorContext(pid=child.pid, run_dir=run_dir))
+            started_collectors.append(collector)
+        except Exception as exc:  # a collector must not cost the run
+            collector_status[collector.name] = {"available": False, "reason": f"failed to start: {exc}"}
 
     state = {"interrupts": 0, "timed_out": False, "stop_sent_at": None}
 
@@ -254,7 +259,7 @@ def profile(options: ProfileOptions, show_progress: bool) -> RunResult:
                         time.monotonic() - t0)
     if previous is not None:
         signal.signal(signal.SIGINT, previous)
-    for collector in collectors:
+    for collector in started_collectors:
         try:
             collector.stop()
         except Exception as exc:  # a collector must not cost the run

@@ -7,6 +7,10 @@ import numpy as np
 import pandas as pd
 
 CPU_DEVICE, CUDA_DEVICE = 0, 1
+# Ops that only allocate on behalf of their caller: an allocation is charged to the caller.
+_ALLOCATION_PRIMITIVES = {"aten::empty", "aten::empty_strided", "aten::empty_like", "aten::new_empty",
+                          "aten::new_empty_strided", "aten::resize_", "aten::zeros", "aten::zeros_like",
+                          "aten::new_zeros", "aten::ones_like", "aten::full", "aten::new_full", "aten::clone"}
 
 
 def allocation_timeline(host: pd.DataFrame) -> pd.DataFrame:
@@ -21,7 +25,14 @@ def top_allocators(host: pd.DataFrame, limit: int = 5) -> list[dict]:
     if mem.empty:
         return []
     names = host["name"].astype(str)
-    owner = mem["op_parent"].map(lambda p: names.get(p, "(outside ops)") if p >= 0 else "(outside ops)")
+    parents = host["op_parent"]
+
+    def owner_of(op: int) -> str:
+        while op >= 0 and names.get(op) in _ALLOCATION_PRIMITIVES and parents.get(op, -1) >= 0:
+            op = parents[op]
+        return names.get(op, "(outside ops)") if op >= 0 else "(outside ops)"
+
+    owner = mem["op_parent"].map(owner_of)
     totals = mem.groupby(owner)["bytes"].agg(["sum", "count"]).sort_values("sum", ascending=False).head(limit)
     return [{"name": name, "bytes": int(row["sum"]), "allocations": int(row["count"])}
             for name, row in totals.iterrows()]
