@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from contextlib import nullcontext
 import sys
 from pathlib import Path
 
 from advisor import __version__
-from advisor.errors import AdvisorError, NoTorchWork, RunDirError, UsageError
+from advisor.errors import AdvisorError, AnalysisFailed, NoTorchWork, RunDirError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,7 +68,7 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False)
 
 
-def _cmd_profile(ns: argparse.Namespace, script_args: list[str]) -> int:
+def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]) -> int:
     from advisor.analysis.profile import analyse, write_analysis
     from advisor.session import ProfileOptions, profile
 
@@ -75,7 +77,7 @@ def _cmd_profile(ns: argparse.Namespace, script_args: list[str]) -> int:
     options = ProfileOptions(
         target=ns.module or ns.script, args=script_args, is_module=bool(ns.module), warmup=ns.warmup,
         steps=ns.steps, timeout=ns.timeout, out=ns.out, blocked_plugins=_blocked(ns.plugin_options),
-        script_stdout_to_stderr=ns.json, keep_running=ns.keep_running,
+        script_stdout_to_stderr=ns.json, keep_running=ns.keep_running, command_line=("advisor", *argv),
     )
     err = _console(stderr=True)
     result = profile(options, show_progress=err.is_terminal)
@@ -83,10 +85,15 @@ def _cmd_profile(ns: argparse.Namespace, script_args: list[str]) -> int:
     summary = None
     if error is None or result.meta.get("outcome") not in ("not_found", "no_torch"):
         try:
-            with err.status("analysing the run", spinner="dots") if err.is_terminal else _nullcontext():
+            with err.status("analysing the run", spinner="dots") if err.is_terminal else nullcontext():
                 summary = write_analysis(analyse(result.run_dir))
         except RunDirError as exc:
             error = error or exc
+        except Exception as exc:  # a bug of advisor's: keep the recording, say where it is
+            if os.environ.get("ADVISOR_DEBUG"):
+                raise
+            error = error or AnalysisFailed(f"analysis failed ({type(exc).__name__}: {exc}); the recording is kept "
+                                            f"in {result.run_dir}; ADVISOR_DEBUG=1 shows the traceback")
     if summary is not None:
         if ns.json:
             print(json.dumps(summary, default=str))
@@ -102,20 +109,12 @@ def _cmd_profile(ns: argparse.Namespace, script_args: list[str]) -> int:
     return 0
 
 
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _cmd_show(ns: argparse.Namespace) -> int:
     from advisor.analysis.profile import analyse, write_analysis
     from advisor.rundir import SUMMARY_FILE, load_meta, newest_run, read_json
 
     run_dir = ns.run if ns.run is not None else newest_run()
-    meta = load_meta(run_dir)
+    load_meta(run_dir)
     summary_path = Path(run_dir) / SUMMARY_FILE
     summary = read_json(summary_path, "summary") if summary_path.exists() else write_analysis(analyse(run_dir))
     summary["run_dir"] = str(Path(run_dir).resolve())
@@ -125,7 +124,6 @@ def _cmd_show(ns: argparse.Namespace) -> int:
         from advisor.views.summary import print_summary
 
         print_summary(summary, _console())
-    del meta
     return 0
 
 
@@ -136,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ns = build_parser().parse_args(own)
         if ns.command == "profile":
-            return _cmd_profile(ns, script_args)
+            return _cmd_profile(ns, argv, script_args)
         if ns.command == "show":
             return _cmd_show(ns)
         raise UsageError(f"unknown command {ns.command}")

@@ -45,5 +45,9 @@ class RunDirError(AdvisorError):
     exit_code = 10
 
 
+class AnalysisFailed(AdvisorError):
+    exit_code = 11
+
+
 class Interrupted(AdvisorError):
     exit_code = 130

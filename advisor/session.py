@@ -48,6 +48,7 @@ class ProfileOptions:
     blocked_plugins: tuple[str, ...] = ()
     script_stdout_to_stderr: bool = False
     keep_running: bool = False
+    command_line: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -171,20 +172,76 @@ class _ProgressReader(threading.Thread):
                 self.window_done = True
 
 
+class _Child:
+    """The script's process group, in a session of its own: stopped by SIGINT, killed after a grace period."""
+
+    def __init__(self, command: list[str], script_stdout_to_stderr: bool):
+        read_fd, write_fd = os.pipe()
+        env = {**os.environ, "ADVISOR_PROGRESS_FD": str(write_fd), "PYTHONUNBUFFERED": "1"}
+        try:
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            pass_fds=(write_fd,), env=env, start_new_session=True)
+        finally:
+            os.close(write_fd)
+        self.progress = _ProgressReader(read_fd)
+        self._pumps = [_Pump(self.process.stdout, "stderr" if script_stdout_to_stderr else "stdout", False),
+                       _Pump(self.process.stderr, "stderr", True)]
+        for thread in (self.progress, *self._pumps):
+            thread.start()
+        self.interrupts = 0
+        self.timed_out = False
+        self._stop_sent_at: float | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self) -> None:
+        """Ask the script to stop and save (SIGINT); asked twice, kill it."""
+        if self._stop_sent_at is None:
+            self._stop_sent_at = time.monotonic()
+            self._signal(signal.SIGINT)
+        else:
+            self._signal(signal.SIGKILL)
+
+    def on_sigint(self, signum, frame) -> None:
+        self.interrupts += 1
+        self.stop()
+
+    def watch(self, timeout: float | None, progress: RunProgress) -> int:
+        """Wait for the script to end, updating ``progress``; enforce ``timeout``; return its exit code."""
+        t0 = time.monotonic()
+        while self.process.poll() is None:
+            time.sleep(0.05)
+            elapsed = time.monotonic() - t0
+            progress.update(self.progress.steps, self.progress.mode, self.progress.window_done, elapsed)
+            if timeout and elapsed > timeout and not self.timed_out:
+                self.timed_out = True
+                self.stop()
+            if self._stop_sent_at and time.monotonic() - self._stop_sent_at > GRACE_SECONDS:
+                self._signal(signal.SIGKILL)
+        for pump in self._pumps:
+            pump.join(timeout=5)
+        return self.process.returncode
+
+
 def profile(options: ProfileOptions, show_progress: bool) -> RunResult:
     """Run the target under the collectors; return the run directory, its metadata and any error."""
-    if options.is_module:
-        target_name = options.target
-    else:
+    if not options.is_module:
         check_script(options.target)
-        target_name = str(Path(options.target))
     run_dir = new_run_dir(options.out, options.target)
     collectors, collector_status = _collectors(options, run_dir)
     started = time.time()
     meta = {
         "advisor_version": __version__,
-        "command": ["advisor", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("advisor") else sys.argv,
-        "target": {"kind": "module" if options.is_module else "script", "name": target_name,
+        "command": list(options.command_line),
+        "target": {"kind": "module" if options.is_module else "script", "name": options.target,
                    "args": list(options.args)},
         "cwd": os.getcwd(),
         "settings": {"warmup": options.warmup, "steps": options.steps, "timeout": options.timeout,
@@ -199,19 +256,10 @@ def profile(options: ProfileOptions, show_progress: bool) -> RunResult:
 
     command = [sys.executable, "-m", "advisor.runner", "--run-dir", str(run_dir), "--warmup", str(options.warmup),
                "--steps", str(options.steps), *(["--module"] if options.is_module else []),
-               *(["--keep-running"] if options.keep_running else []), options.target,
-               "--", *options.args]
+               *(["--keep-running"] if options.keep_running else []), options.target, "--", *options.args]
     for collector in collectors:
         command = collector.wrap_command(command, run_dir)
-    read_fd, write_fd = os.pipe()
-    env = {**os.environ, "ADVISOR_PROGRESS_FD": str(write_fd), "PYTHONUNBUFFERED": "1"}
-    try:
-        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(write_fd,),
-                                 env=env, start_new_session=True)
-    finally:
-        os.close(write_fd)
-    progress_reader = _ProgressReader(read_fd)
-    progress_reader.start()
+    child = _Child(command, options.script_stdout_to_stderr)
     started_collectors = []
     for collector in collectors:
         try:
@@ -220,69 +268,39 @@ def profile(options: ProfileOptions, show_progress: bool) -> RunResult:
         except Exception as exc:  # a collector must not cost the run
             collector_status[collector.name] = {"available": False, "reason": f"failed to start: {exc}"}
 
-    state = {"interrupts": 0, "timed_out": False, "stop_sent_at": None}
-
-    def stop_child(sig: int) -> None:
-        try:
-            os.killpg(child.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def on_sigint(signum, frame) -> None:
-        state["interrupts"] += 1
-        if state["interrupts"] == 1:
-            state["stop_sent_at"] = time.monotonic()
-            stop_child(signal.SIGINT)
-        else:
-            stop_child(signal.SIGKILL)
-
-    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
-    t0 = time.monotonic()
-    with RunProgress(show_progress, options.warmup, options.steps, options.keep_running) as progress:
-        pumps = [_Pump(child.stdout, "stderr" if options.script_stdout_to_stderr else "stdout", False),
-                 _Pump(child.stderr, "stderr", True)]
-        for pump in pumps:
-            pump.start()
-        while child.poll() is None:
-            time.sleep(0.05)
-            elapsed = time.monotonic() - t0
-            progress.update(progress_reader.steps, progress_reader.mode, progress_reader.window_done, elapsed)
-            if options.timeout and elapsed > options.timeout and not state["timed_out"]:
-                state["timed_out"] = True
-                state["stop_sent_at"] = time.monotonic()
-                stop_child(signal.SIGINT)
-            if state["stop_sent_at"] and time.monotonic() - state["stop_sent_at"] > GRACE_SECONDS:
-                stop_child(signal.SIGKILL)
-        for pump in pumps:
-            pump.join(timeout=5)
-        progress.update(progress_reader.steps, progress_reader.mode, progress_reader.window_done,
-                        time.monotonic() - t0)
-    if previous is not None:
-        signal.signal(signal.SIGINT, previous)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, child.on_sigint) if in_main_thread else None
+    try:
+        with RunProgress(show_progress, options.warmup, options.steps, options.keep_running) as progress:
+            returncode = child.watch(options.timeout, progress)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
     for collector in started_collectors:
         try:
             collector.stop()
         except Exception as exc:  # a collector must not cost the run
-            meta["collectors"][collector.name] = {"available": False, "reason": f"failed while stopping: {exc}"}
+            collector_status[collector.name] = {"available": False, "reason": f"failed while stopping: {exc}"}
 
     runner = read_json(run_dir / RUNNER_FILE, "runner record") if (run_dir / RUNNER_FILE).exists() else None
-    error = _outcome(meta, runner, child.returncode, state, options)
+    error = _outcome(meta, runner, returncode, child, options)
     meta.update(ended_at=time.time(), duration_s=round(time.time() - started, 3))
     write_meta(run_dir, meta)
     return RunResult(run_dir=run_dir, meta=meta, error=error)
 
 
-def _outcome(meta: dict, runner: dict | None, returncode: int, state: dict, options: ProfileOptions) -> AdvisorError | None:
+def _outcome(meta: dict, runner: dict | None, returncode: int, child: _Child,
+             options: ProfileOptions) -> AdvisorError | None:
     """Fill the outcome fields of ``meta`` and return the error to report, if any."""
     name = options.target
     steps = runner.get("recorded_steps", 0) if runner else 0
     kept = f"{steps} recorded step{'s' if steps != 1 else ''} kept"
     if runner is None:
         meta.update(outcome="killed", script_exit_code=returncode, exit_code=None)
-        if state["timed_out"]:
+        if child.timed_out:
             meta["outcome"] = "timed_out"
             return ScriptTimedOut(f"{name} timed out after {options.timeout:g} s and did not stop; it was killed")
-        if state["interrupts"]:
+        if child.interrupts:
             meta["outcome"] = "interrupted"
             return Interrupted("interrupted; the script was killed before it saved its recording")
         how = f"signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
@@ -290,7 +308,7 @@ def _outcome(meta: dict, runner: dict | None, returncode: int, state: dict, opti
     outcome = runner.get("outcome")
     meta.update(outcome=outcome, script_exit_code=runner.get("exit_code"), step_detection=runner.get("step_detection"),
                 error=runner.get("error"))
-    if state["timed_out"]:
+    if child.timed_out:
         meta["outcome"] = "timed_out"
         return ScriptTimedOut(f"{name} timed out after {options.timeout:g} s; {kept}")
     if outcome == "interrupted":

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from advisor.errors import (Interrupted, NoTorchWork, NotAPythonFile, RunDirError, ScriptExited, ScriptNotFound,
+from advisor.errors import (AnalysisFailed, Interrupted, NoTorchWork, NotAPythonFile, RunDirError, ScriptExited, ScriptNotFound,
                             ScriptRaised, ScriptSyntaxError, ScriptTimedOut, UsageError)
 from conftest import SCRIPTS, no_advisor_traceback, run_advisor
 
@@ -34,7 +34,8 @@ def test_target_rejected_before_running(tmp_path, target, code, message):
 
 def test_codes_are_distinct():
     codes = [e.exit_code for e in (UsageError, ScriptNotFound, NotAPythonFile, ScriptSyntaxError, ScriptRaised,
-                                   ScriptExited, ScriptTimedOut, NoTorchWork, RunDirError, Interrupted)]
+                                   ScriptExited, ScriptTimedOut, NoTorchWork, RunDirError, AnalysisFailed,
+                                   Interrupted)]
     assert len(set(codes)) == len(codes) and 0 not in codes
 
 

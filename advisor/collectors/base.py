@@ -7,8 +7,13 @@ A collector never fails the run. When it cannot work on this machine it says so 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 from typing import Literal
+
+import pandas as pd
+
+from advisor.rundir_io import atomic_write_csv
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,3 +68,79 @@ class Collector:
 
     def stop(self) -> None:
         pass
+
+
+class SamplingCollector(Collector):
+    """A session-side collector that samples every ``interval`` seconds on a thread of its own and
+    writes its rows as one CSV (``artifacts[0]``, columns :attr:`columns`) when stopped.
+
+    Subclasses implement :meth:`_sample` (the rows of one sample) and may implement :meth:`_begin`
+    (set-up; False means nothing to sample) and :meth:`_end`. A sample that raises is skipped.
+    """
+
+    columns: tuple[str, ...] = ()
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = float(interval)
+        self._run_dir: Path | None = None
+        self._rows: list[dict] = []
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def _begin(self, context: CollectorContext) -> bool:
+        return True
+
+    def _sample(self) -> list[dict]:
+        raise NotImplementedError
+
+    def _end(self) -> None:
+        pass
+
+    def start(self, context: CollectorContext) -> None:
+        self._run_dir = Path(context.run_dir)
+        if not self._begin(context):
+            return
+        self._thread = threading.Thread(target=self._loop, name=f"advisor-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _take_sample(self) -> None:
+        try:
+            rows = self._sample()
+        except Exception:  # a failed sample is skipped; sampling goes on
+            return
+        with self._lock:
+            self._rows.extend(rows)
+
+    def _loop(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            self._take_sample()
+
+    def stop(self) -> None:
+        if self._stopped or self._run_dir is None:
+            return
+        self._stopped = True
+        self._stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10 + 5 * self.interval)
+            self._take_sample()
+        try:
+            self._end()
+        except Exception:  # stop must not raise
+            pass
+        with self._lock:
+            frame = pd.DataFrame(self._rows, columns=list(self.columns))
+        try:
+            atomic_write_csv(self._run_dir / self.artifacts[0], frame)
+        except OSError:
+            pass
+
+
+def read_artifact_csv(path: Path | str, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Read a collector's CSV with exactly ``columns`` (missing ones added empty), in that order."""
+    frame = pd.read_csv(path)
+    for column in columns:
+        if column not in frame.columns:
+            frame[column] = pd.Series(dtype="float64")
+    return frame[list(columns)]

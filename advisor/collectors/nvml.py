@@ -5,14 +5,12 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from advisor.collectors.base import Availability, Collector, CollectorContext
-from advisor.rundir_io import atomic_write_csv
+from advisor.collectors.base import Availability, CollectorContext, SamplingCollector, read_artifact_csv
 
 GPU_SAMPLES_FILE = "gpu_samples.csv"
 COLUMNS = (
@@ -150,7 +148,7 @@ def _smi_query() -> str:
     return result.stdout
 
 
-class GpuSampler(Collector):
+class GpuSampler(SamplingCollector):
     """Samples every GPU the driver sees (``gpu`` is the NVML index, not the CUDA_VISIBLE_DEVICES one).
 
     NVML (pynvml) is used when it initialises; otherwise ``nvidia-smi`` is run once per sample.
@@ -160,16 +158,12 @@ class GpuSampler(Collector):
     side = "session"
     artifacts = (GPU_SAMPLES_FILE,)
 
+    columns = COLUMNS
+
     def __init__(self, interval: float = 0.1) -> None:
-        self.interval = float(interval)
+        super().__init__(interval)
         self._source: str | None = None
         self._handles: list = []
-        self._run_dir: Path | None = None
-        self._rows: list[dict] = []
-        self._lock = threading.Lock()
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._stopped = False
 
     def _probe(self) -> tuple[str | None, str]:
         """Which source works (``"nvml"``, ``"nvidia-smi"`` or None) and why."""
@@ -202,8 +196,7 @@ class GpuSampler(Collector):
         self._source = source
         return Availability(source is not None, reason)
 
-    def start(self, context: CollectorContext) -> None:
-        self._run_dir = Path(context.run_dir)
+    def _begin(self, context: CollectorContext) -> bool:
         if self._source is None:
             self._source, _ = self._probe()
         if self._source == "nvml":
@@ -212,53 +205,27 @@ class GpuSampler(Collector):
             except Exception:  # noqa: BLE001
                 self._source, _ = self._probe()
         if self._source is None:
-            return
-        self._sample()
-        self._thread = threading.Thread(target=self._loop, name="advisor-gpu-sampler", daemon=True)
-        self._thread.start()
+            return False
+        self._take_sample()
+        return True
 
-    def stop(self) -> None:
-        if self._stopped or self._run_dir is None:
-            return
-        self._stopped = True
-        self._stop_event.set()
-        if self._thread is not None:
-            self._thread.join(timeout=SMI_TIMEOUT_S + 5 * self.interval)
-            self._sample()
+    def _end(self) -> None:
         if self._source == "nvml":
             _nvml_edge.close()
-        try:
-            with self._lock:
-                frame = pd.DataFrame(self._rows, columns=list(COLUMNS))
-            atomic_write_csv(self._run_dir / GPU_SAMPLES_FILE, frame)
-        except Exception:  # noqa: BLE001
-            pass
 
-    def _loop(self) -> None:
-        while not self._stop_event.wait(self.interval):
-            self._sample()
-
-    def _sample(self) -> None:
-        try:
-            now = time.time()
-            if self._source == "nvml":
-                readings = [{"gpu": i, **_nvml_edge.read(h)} for i, h in enumerate(self._handles)]
-            else:
-                readings = parse_smi_csv(_smi_query())
-            rows = [{"time": now, **{k: r.get(k, _NAN) for k in COLUMNS[1:-1]}, "source": self._source} for r in readings]
-            with self._lock:
-                self._rows.extend(rows)
-        except Exception:  # noqa: BLE001 - a failed sample is skipped, sampling goes on
-            pass
+    def _sample(self) -> list[dict]:
+        now = time.time()
+        if self._source == "nvml":
+            readings = [{"gpu": i, **_nvml_edge.read(h)} for i, h in enumerate(self._handles)]
+        else:
+            readings = parse_smi_csv(_smi_query())
+        return [{"time": now, **{k: r.get(k, _NAN) for k in COLUMNS[1:-1]}, "source": self._source}
+                for r in readings]
 
 
 def load_gpu_samples(path: Path | str) -> pd.DataFrame:
     """Read a ``gpu_samples.csv`` written by :class:`GpuSampler` (empty frame with the columns if no rows)."""
-    frame = pd.read_csv(path, keep_default_na=True)
-    for column in COLUMNS:
-        if column not in frame.columns:
-            frame[column] = pd.Series(dtype="float64")
-    frame = frame[list(COLUMNS)]
+    frame = read_artifact_csv(path, COLUMNS)
     numeric = [c for c in COLUMNS if c not in ("gpu", "name", "source")]
     frame[numeric] = frame[numeric].astype("float64")
     frame["gpu"] = frame["gpu"].astype("int64")

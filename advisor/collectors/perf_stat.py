@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from advisor.collectors.base import Availability, Collector, CollectorContext
+from advisor.collectors.base import Availability, Collector, CollectorContext, read_artifact_csv
 from advisor.rundir_io import atomic_write_csv
 
 RAW_FILE = "perf_stat.txt"
@@ -159,11 +159,7 @@ class PerfStat(Collector):
 
 def load_perf_stat(path: Path | str) -> pd.DataFrame:
     """Read a ``perf_stat.csv`` written by :class:`PerfStat`."""
-    frame = pd.read_csv(path, keep_default_na=True)
-    for column in COLUMNS:
-        if column not in frame.columns:
-            frame[column] = pd.Series(dtype="float64")
-    frame = frame[list(COLUMNS)]
+    frame = read_artifact_csv(path, COLUMNS)
     frame["unit"] = frame["unit"].fillna("").astype(str)
     frame["event"] = frame["event"].fillna("").astype(str)
     frame["raw_event"] = frame["raw_event"].fillna("").astype(str)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from advisor.collectors.base import Availability, Collector, CollectorContext
-from advisor.rundir_io import atomic_write_csv
+from advisor.collectors.base import Availability, CollectorContext, SamplingCollector, read_artifact_csv
 
 SAMPLES_FILE = "samples.csv"
 COLUMNS = (
@@ -31,7 +29,7 @@ class _Tracked:
     cpu_seconds: float
 
 
-class PsutilSampler(Collector):
+class PsutilSampler(SamplingCollector):
     """Samples CPU use and resident memory of the child and all its descendants.
 
     ``cpu_percent`` is the CPU time the whole tree used between two samples over the wall time between
@@ -46,19 +44,15 @@ class PsutilSampler(Collector):
     side = "session"
     artifacts = (SAMPLES_FILE,)
 
+    columns = COLUMNS
+
     def __init__(self, interval: float = 0.1) -> None:
-        self.interval = float(interval)
+        super().__init__(interval)
         self._psutil = None
         self._root = None
-        self._run_dir: Path | None = None
         self._tracked: dict[int, _Tracked] = {}
         self._last_wall: float | None = None
         self._last_mono: float | None = None
-        self._rows: list[dict] = []
-        self._lock = threading.Lock()
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._stopped = False
 
     def check(self) -> Availability:
         try:
@@ -70,46 +64,20 @@ class PsutilSampler(Collector):
             return Availability(False, f"psutil not usable: {type(exc).__name__}: {exc}")
         return Availability(True, f"psutil {psutil.__version__}")
 
-    def start(self, context: CollectorContext) -> None:
+    def _begin(self, context: CollectorContext) -> bool:
         import psutil
 
         self._psutil = psutil
-        self._run_dir = Path(context.run_dir)
         try:
             self._root = psutil.Process(context.pid)
         except psutil.Error:
             self._root = None
-        with self._lock:
-            self._sample(record=False)
-        self._thread = threading.Thread(target=self._loop, name="advisor-psutil-sampler", daemon=True)
-        self._thread.start()
+        self._measure()  # baselines only: the first measurement yields no row
+        return True
 
-    def stop(self) -> None:
-        if self._stopped or self._run_dir is None:
-            return
-        self._stopped = True
-        self._stop_event.set()
-        if self._thread is not None:
-            self._thread.join(timeout=max(5.0, 5 * self.interval))
-        try:
-            with self._lock:
-                self._sample(record=True)
-        except Exception:  # noqa: BLE001 - stop must not raise
-            pass
-        try:
-            with self._lock:
-                frame = pd.DataFrame(self._rows, columns=list(COLUMNS))
-            atomic_write_csv(self._run_dir / SAMPLES_FILE, frame)
-        except Exception:  # noqa: BLE001
-            pass
-
-    def _loop(self) -> None:
-        while not self._stop_event.wait(self.interval):
-            try:
-                with self._lock:
-                    self._sample(record=True)
-            except Exception:  # noqa: BLE001 - a bad sample must not end the sampling
-                pass
+    def _sample(self) -> list[dict]:
+        row = self._measure()
+        return [row] if row is not None else []
 
     def _tree(self) -> list:
         psutil = self._psutil
@@ -131,10 +99,8 @@ class PsutilSampler(Collector):
                     pass
         return list(procs.values())
 
-    def _sample(self, record: bool) -> None:
+    def _measure(self) -> dict | None:
         psutil = self._psutil
-        if psutil is None:
-            return
         wall, mono = time.time(), time.monotonic()
         cpu_delta = 0.0
         rss = 0
@@ -163,30 +129,24 @@ class PsutilSampler(Collector):
         self._tracked = seen
         previous_mono = self._last_mono
         self._last_wall, self._last_mono = wall, mono
-        if not record or not seen or previous_mono is None:
-            return
+        if not seen or previous_mono is None:
+            return None
         elapsed = mono - previous_mono
         vm = psutil.virtual_memory()
-        self._rows.append(
-            {
-                "time": wall,
-                "cpu_percent": 100.0 * cpu_delta / elapsed if elapsed > 0 else float("nan"),
-                "rss_bytes": rss,
-                "num_procs": len(seen),
-                "sys_mem_used_bytes": vm.used,
-                "sys_mem_available_bytes": vm.available,
-                "sys_mem_total_bytes": vm.total,
-            }
-        )
+        return {
+            "time": wall,
+            "cpu_percent": 100.0 * cpu_delta / elapsed if elapsed > 0 else float("nan"),
+            "rss_bytes": rss,
+            "num_procs": len(seen),
+            "sys_mem_used_bytes": vm.used,
+            "sys_mem_available_bytes": vm.available,
+            "sys_mem_total_bytes": vm.total,
+        }
 
 
 def load_samples(path: Path | str) -> pd.DataFrame:
     """Read a ``samples.csv`` written by :class:`PsutilSampler` (an empty frame with the columns if it has no rows)."""
-    frame = pd.read_csv(path)
-    for column in COLUMNS:
-        if column not in frame.columns:
-            frame[column] = pd.Series(dtype="float64")
-    frame = frame[list(COLUMNS)]
+    frame = read_artifact_csv(path, COLUMNS)
     frame = frame.astype({"time": "float64", "cpu_percent": "float64"})
     for column in _INT_COLUMNS:
         frame[column] = frame[column].astype("int64") if not frame[column].isna().any() else frame[column]
