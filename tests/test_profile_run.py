@@ -64,7 +64,8 @@ def test_run_directory_layout(cnn_run):
     assert trace.metadata["with_stack"] == 1 and trace.base_unix_us > 0
     names = set(trace.events["name"].astype(str))
     assert {"ProfilerStep#2", "ProfilerStep#6", "advisor::forward", "advisor::backward"} <= names
-    assert (trace.events["cat"] == "python_function").any(), "Python stacks are recorded"
+    raw = json.loads((run / "trace" / "worker0.pt.trace.json").read_text())
+    assert any(e.get("cat") == "python_function" for e in raw["traceEvents"]), "Python stacks are recorded"
     assert not list(run.rglob("*.tmp")) and not list(run.rglob("*.pkl"))
     assert (run / "samples.csv").exists() and (run / "hot_ops.csv").exists()
 

@@ -17,7 +17,7 @@ import pandas as pd
 from advisor.errors import RunDirError
 
 #: event categories kept (complete events) and the instant memory events
-_KEPT_CATEGORIES = {"cpu_op", "user_annotation", "gpu_user_annotation", "python_function", "kernel",
+_KEPT_CATEGORIES = {"cpu_op", "user_annotation", "gpu_user_annotation", "kernel",
                     "gpu_memcpy", "gpu_memset", "cuda_runtime", "cuda_driver"}
 _MEMORY_EVENT = "[memory]"
 _METADATA_LIMIT = 64 << 20
