@@ -69,17 +69,22 @@ def _hot_ops_table(summary: dict) -> Table | None:
     table.add_column("op", no_wrap=True, overflow="ellipsis", min_width=16, max_width=28)
     for header in ("self ms", *(("GPU ms",) if gpu else ()), "share", "calls", "GFLOP/s"):
         table.add_column(header, justify="right", no_wrap=True, min_width=len(header))
-    table.add_column("source", overflow="ellipsis", no_wrap=True, min_width=14, max_width=30)
-    table.add_column("shapes", overflow="ellipsis", no_wrap=True, min_width=8, max_width=30)
+    table.add_column("source", overflow="ellipsis", no_wrap=True, min_width=16, max_width=30)
+    table.add_column("shapes", overflow="ellipsis", no_wrap=True, min_width=6, max_width=30)
     for op in ops[:HOT_OPS_SHOWN]:
         row = [escape(op["name"]), f"{op['self_time_ms']:.2f}"]
         if gpu:
             row.append(f"{op.get('device_time_ms') or 0:.2f}")
         gflops = op.get("gflops_per_s")
         row += [_pct(op.get("share")), str(op.get("calls")), f"{gflops:.1f}" if gflops else "",
-                escape(op.get("source") or ""), escape(op.get("shapes") or "")]
+                escape(_short_source(op.get("source"))), escape(op.get("shapes") or "")]
         table.add_row(*row)
     return table
+
+
+def _short_source(source: str | None) -> str:
+    """``file.py:12`` without its folders (the JSON and the CSV keep the path)."""
+    return source.replace("\\", "/").rsplit("/", 1)[-1] if source else ""
 
 
 def _memory_lines(summary: dict) -> Text:
@@ -95,7 +100,8 @@ def _memory_lines(summary: dict) -> Text:
         text.append(f" · allocator peak in window ({device}) {human_bytes(peak)}")
     top = mem.get("top_allocators") or []
     if top:
-        text.append("\n  top allocators: " + ", ".join(f"{a['name']} {human_bytes(a['bytes'])}" for a in top[:3]))
+        most = ", ".join(f"{a['name']} {human_bytes(a['bytes'])}" for a in top[:3])
+        text.append(f"\n  allocated most in the window (frees not subtracted): {most}")
     return text
 
 
