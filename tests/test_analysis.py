@@ -113,3 +113,21 @@ def test_summary_escapes_names_from_the_script():
     text = out.getvalue()
     assert text.count("[bold red]<b>x</b>[/]") >= 4, text
     json.dumps(summary)
+
+
+def test_gpu_time_on_a_synthetic_cuda_trace():
+    """No GPU here: a hand-made trace in kineto's CUDA shape (tests/data/synthetic_cuda_trace.json)."""
+    from pathlib import Path
+
+    from advisor.analysis.memory import memory_summary
+
+    trace = load_trace(Path(__file__).parent / "data" / "synthetic_cuda_trace.json")
+    host = annotate(trace.events)
+    table = hot_ops(host, trace.events, window_us=1000.0).set_index("name")
+    assert table.loc["aten::mm", "device_time_ms"] == pytest.approx(0.300)
+    assert table.loc["aten::relu", "device_time_ms"] == pytest.approx(0.020)
+    assert table.loc["aten::relu", "self_time_ms"] > table.loc["aten::mm", "self_time_ms"]
+    assert list(table.index[:2]) == ["aten::mm", "aten::relu"], "ranked by GPU time on a GPU run"
+    assert table.loc["aten::mm", "source"] == "/u/train.py:7"
+    memory = memory_summary(host, None, None)
+    assert memory["profiler_peak_bytes"] == {"cuda:0": 1048576} and memory["peak_bytes"] == 1048576
