@@ -87,8 +87,7 @@ def _collectors(options: ProfileOptions, run_dir: Path) -> tuple[list[Collector]
     """Every plugin's collectors, and each one's availability as recorded in the run."""
     config = {"warmup": options.warmup, "steps": options.steps, "timeout": options.timeout,
               "run_dir": str(run_dir)}
-    status: dict[str, dict] = {"torch_profiler": Availability(
-        True, "CPU ops, shapes, memory, Python stacks; CUDA activity when a GPU is present").to_json()}
+    status: dict[str, dict] = {"torch_profiler": Availability(True, "in the script's process").to_json()}
     usable: list[Collector] = []
     pm = plugin_manager(options.blocked_plugins)
     for impl in pm.hook.advisor_collectors.get_hookimpls():
@@ -305,6 +304,11 @@ def _outcome(meta: dict, runner: dict | None, returncode: int, child: _Child,
             return Interrupted("interrupted; the script was killed before it saved its recording")
         how = f"signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
         return ScriptRaised(f"{name} crashed ({how}) before advisor could save its recording")
+    cuda = (runner.get("environment") or {}).get("cuda_available")
+    meta["collectors"]["torch_profiler"] = {
+        "available": bool(runner.get("trace_written")),
+        "reason": ("CPU ops, shapes, memory, Python stacks" + ("; CUDA kernels" if cuda else "; no CUDA device"))
+        if runner.get("trace_written") else f"no trace: the script ended as {runner.get('outcome')} first"}
     outcome = runner.get("outcome")
     meta.update(outcome=outcome, script_exit_code=runner.get("exit_code"), step_detection=runner.get("step_detection"),
                 error=runner.get("error"))
