@@ -10,6 +10,8 @@ Layout, format version 1 (every file written atomically; no pickle):
 ``steps.csv``                         every step boundary (``step, start_unix_ns, end_unix_ns, recorded``)
 ``trace/worker0.pt.trace.json``       the kineto trace of the profiled window (Perfetto,
                                       chrome://tracing, TensorBoard, Holistic Trace Analysis)
+``workload.json``                     the step captured for trials: model, inputs, optimizer, and how
+                                      exactly a replay reproduces the script's outputs and gradients
 ``samples.csv``                       psutil samples of the script's process tree
 ``gpu_samples.csv``                   NVML / nvidia-smi samples, when a GPU is present
 ``perf_stat.csv``                     ``perf stat`` counters of the child, when perf works
@@ -34,6 +36,7 @@ META_FILE = "meta.json"
 RUNNER_FILE = "runner.json"
 STEPS_FILE = "steps.csv"
 TRACE_FILE = "trace/worker0.pt.trace.json"
+WORKLOAD_FILE = "workload.json"
 SUMMARY_FILE = "summary.json"
 DEFAULT_STORE = Path(".advisor") / "runs"
 

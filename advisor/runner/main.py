@@ -16,7 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
-from advisor.rundir import RUNNER_FILE, STEPS_FILE
+from advisor.rundir import RUNNER_FILE, STEPS_FILE, WORKLOAD_FILE
 from advisor.rundir_io import atomic_write_json, atomic_write_text
 
 
@@ -28,12 +28,17 @@ class Runner:
     """State of one run inside the child; ``advisor.step()`` reaches it through :data:`active`."""
 
     def __init__(self, run_dir: Path, warmup: int, steps: int, progress_fd: int | None, keep_running: bool = False):
+        from advisor.runner.capture import WorkloadCapture
         from advisor.runner.steps import StepDetector
         from advisor.runner.window import ProfilerWindow
 
         self.run_dir = run_dir
         self.window = ProfilerWindow(run_dir, warmup, steps)
         self.detector = StepDetector(self._boundary, self._restart)
+        self.capture = self.detector.capture = WorkloadCapture()
+        self.capture.armed = warmup == 1
+        self.workload = None
+        self._capture_written = False
         self.boundary_times_ns: list[int] = []
         self.started_ns = time.time_ns()
         self._progress = os.fdopen(progress_fd, "w", buffering=1) if progress_fd is not None else None
@@ -53,16 +58,47 @@ class Runner:
             self.report(event="mode", mode=mode)
         done = self.window.boundary()
         self.detector.label_call_sites = self.window.recording
+        if self.window.boundaries == self.window.warmup - 1:
+            self.capture.armed = True
+        elif self.window.boundaries == self.window.warmup and self.capture.armed:
+            self.workload = self.capture.finish()
         self.report(event="step", n=len(self.boundary_times_ns))
         if done:
             if not self._stopping:
                 self._stopping = True
                 self.write_steps()
+                self.write_workload()
                 self.report(event="window_done")
             if not self._keep_running:
                 raise StopScript
 
+    def write_workload(self) -> None:
+        """Check the captured workload by replaying it once, and describe it in ``workload.json``."""
+        from advisor.runner.capture import describe
+
+        if self._capture_written:
+            return
+        self._capture_written = True
+        record: dict = {"captured": self.workload is not None, "reason": self.capture.failure}
+        if self.workload is not None:
+            record.update(describe(self.workload))
+            self.detector.paused = True
+            try:
+                record["replay"] = self.capture.replay_check(self.workload)
+            except Exception as exc:  # the replay is advisor's, the script is not at fault
+                record.update(captured=False, reason=f"replay failed: {type(exc).__name__}: {exc}")
+                self.workload = None
+            finally:
+                self.detector.paused = False
+        elif record["reason"] is None:
+            record["reason"] = "the script ended before the step before the window"
+        atomic_write_json(self.run_dir / WORKLOAD_FILE, record)
+
     def _restart(self) -> None:
+        from advisor.runner.capture import WorkloadCapture
+
+        self.capture = self.detector.capture = WorkloadCapture()
+        self.capture.armed = self.window.warmup == 1
         self.window.restart()
         self.detector.label_call_sites = False
         if self.boundary_times_ns:
@@ -179,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         runner.window.finish()
         runner.write_steps()
+        _safely(runner.write_workload)
         record.update(
             ended_unix_ns=time.time_ns(),
             step_detection=runner.detector.mode,
@@ -194,6 +231,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         atomic_write_json(run_dir / RUNNER_FILE, record)
     return exit_code
+
+
+def _safely(action) -> None:
+    try:
+        action()
+    except Exception as exc:
+        print(f"advisor: {action.__name__} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def _environment(torch) -> dict:

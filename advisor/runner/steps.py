@@ -82,6 +82,10 @@ class StepDetector:
         #: while True (the profiled window), module calls, backward and optimizer steps are
         #: labelled in the trace with the line of the user's code that made them
         self.label_call_sites = False
+        #: observes the armed step for trials (see :mod:`advisor.runner.capture`)
+        self.capture = None
+        #: while True the hooks stand aside (advisor's own replays of the captured workload)
+        self.paused = False
 
     # -- installation -------------------------------------------------------------------------
     def install(self) -> None:
@@ -95,17 +99,21 @@ class StepDetector:
         def advisor_module_call(self, *args, **kwargs):
             # The profiler's Python tracer reads the local named ``self`` of whatever code object
             # ``nn.Module.__call__`` has when it starts: keep that name, or it crashes.
-            if detector._depth:
-                if not detector.label_call_sites:
+            if detector._depth or detector.paused:
+                if not detector.label_call_sites or detector.paused:
                     return module_call(self, *args, **kwargs)
                 with _call_site_label(1):
                     return module_call(self, *args, **kwargs)
+            capture = detector.capture
+            captured = capture is not None and capture.before_call(self, args, kwargs)
             detector._depth += 1
             try:
                 with torch.profiler.record_function(FORWARD_LABEL), _labels(detector):
                     result = module_call(self, *args, **kwargs)
             finally:
                 detector._depth -= 1
+            if captured:
+                capture.after_call(result)
             detector._outermost_call_returned(self)
             return result
 
@@ -116,6 +124,10 @@ class StepDetector:
 
         @functools.wraps(autograd_backward)
         def advisor_backward(*args, **kwargs):
+            if detector.paused:
+                return autograd_backward(*args, **kwargs)
+            if detector.capture is not None:
+                detector.capture.on_backward(args[0] if args else kwargs.get("tensors"))
             detector._backward_seen = True
             with torch.profiler.record_function(BACKWARD_LABEL), _labels(detector):
                 return autograd_backward(*args, **kwargs)
@@ -140,6 +152,10 @@ class StepDetector:
         self._on_boundary(EXPLICIT)
 
     def _optimizer_starts(self, optimizer, args, kwargs) -> None:
+        if self.paused:
+            return
+        if self.capture is not None:
+            self.capture.on_optimizer_step(optimizer)
         if self.label_call_sites and self._optimizer_label is None:
             self._optimizer_label = _call_site_label(2)
             self._optimizer_label.__enter__()
@@ -148,7 +164,7 @@ class StepDetector:
         if self._optimizer_label is not None:
             self._optimizer_label.__exit__(None, None, None)
             self._optimizer_label = None
-        if self.mode == EXPLICIT:
+        if self.mode == EXPLICIT or self.paused:
             return
         if self.mode != OPTIMIZER:
             self.mode = OPTIMIZER

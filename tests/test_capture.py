@@ -1,0 +1,44 @@
+"""Workload capture: the step before the window is copied, and replaying the copy reproduces the
+script's own outputs and parameter gradients (checked by the runner itself, in workload.json)."""
+
+import json
+
+from conftest import SCRIPTS, run_advisor
+
+
+def _workload(tmp_path, script, *args):
+    out = tmp_path / "run"
+    proc = run_advisor("profile", "--warmup", "3", "--steps", "3", "--out", out, script, *args)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads((out / "workload.json").read_text())
+
+
+def test_cnn_training_step_replays_exactly(tmp_path):
+    w = _workload(tmp_path, SCRIPTS / "tiny_cnn_train.py")
+    assert w["captured"] and w["training"] and w["model"] == "Sequential"
+    assert w["inputs"] == [{"index": 0, "shape": [8, 3, 32, 32], "dtype": "float32", "device": "cpu"}]
+    assert w["batch_size"] == 8
+    assert w["optimizer"]["class"] == "torch.optim.sgd.SGD"
+    assert w["optimizer"]["hyperparameters"]["momentum"] == 0.9
+    assert w["replay"]["output_rel_error"] < 1e-6 and w["replay"]["grad_rel_error"] < 1e-5
+
+
+def test_model_returning_its_own_loss_replays_from_the_loss(tmp_path):
+    w = _workload(tmp_path, SCRIPTS / "hf_style_train.py")
+    assert w["captured"] and w["backward_from_outputs"] == [1], "backward started at the loss output"
+    assert w["optimizer"]["class"] == "torch.optim.adamw.AdamW" and w["optimizer"]["groups"] == 2
+    assert w["replay"]["output_rel_error"] < 1e-6, "dropout replays with the same RNG state"
+    assert w["replay"]["grad_rel_error"] < 1e-5, "no double counting between logits and loss"
+
+
+def test_inference_workload(tmp_path):
+    w = _workload(tmp_path, SCRIPTS / "tiny_mlp_infer.py", "--", "20")
+    assert w["captured"] and not w["training"] and w["optimizer"] is None
+    assert "grad_rel_error" not in w["replay"] and w["replay"]["output_rel_error"] < 1e-6
+
+
+def test_nothing_to_capture(tmp_path):
+    out = tmp_path / "run"
+    assert run_advisor("profile", "--out", out, SCRIPTS / "never_steps.py").returncode == 0
+    w = json.loads((out / "workload.json").read_text())
+    assert w["captured"] is False and w["reason"]
