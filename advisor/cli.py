@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run directory (default .advisor/runs/<time>-<name>)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout "
                    "(the script's own stdout then goes to stderr)")
+    p.add_argument("--techniques", metavar="A,B", default=None,
+                   help="only these techniques (default: every installed one)")
+    p.add_argument("--no-measure", action="store_true",
+                   help="estimate what techniques would gain, without measuring them")
     p.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="no:NAME",
                    help="block the plugin NAME (repeatable)")
 
@@ -78,6 +82,8 @@ def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]
         target=ns.module or ns.script, args=script_args, is_module=bool(ns.module), warmup=ns.warmup,
         steps=ns.steps, timeout=ns.timeout, out=ns.out, blocked_plugins=_blocked(ns.plugin_options),
         script_stdout_to_stderr=ns.json, keep_running=ns.keep_running, command_line=("advisor", *argv),
+        techniques=[t.strip() for t in ns.techniques.split(",") if t.strip()] if ns.techniques else None,
+        measure=not ns.no_measure,
     )
     err = _console(stderr=True)
     result = profile(options, show_progress=err.is_terminal)

@@ -17,6 +17,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from advisor.collectors.base import Collector
+    from advisor.technique import Technique
 
 hookspec = pluggy.HookspecMarker("advisor")
 hookimpl = pluggy.HookimplMarker("advisor")
@@ -37,4 +38,22 @@ def advisor_collectors(config: dict) -> list[Collector]:
     :returns: a list of :class:`advisor.collectors.base.Collector` instances (session side). Each is
         asked :meth:`~advisor.collectors.base.Collector.check` first and recorded in the run as
         available or ``unavailable: <reason>``; one that raises is recorded as broken and skipped.
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# Techniques: what would help, by how much, and what it really gains
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def advisor_techniques(config: dict) -> list[Technique]:
+    """Return the techniques this plugin provides.
+
+    Called in the script's process once the profiled window is recorded, when trials are wanted.
+
+    :param config: the run's settings (``techniques``: the names asked for, or None for all).
+    :returns: a list of :class:`advisor.technique.Technique` instances. A technique that raises in
+        any of its methods, or returns something of the wrong type, is reported as broken and the
+        others go on.
     """

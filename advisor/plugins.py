@@ -34,3 +34,17 @@ def _load_builtin_only(pm: pluggy.PluginManager) -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.dist is not None and ep.dist.name == BUILTIN_DISTRIBUTION and not pm.is_blocked(ep.name):
             pm.register(ep.load(), name=ep.name)
+
+
+def call_each(hook, **kwargs) -> list[tuple[str, list | None, Exception | None]]:
+    """Call every implementation of a list hook on its own: ``(plugin name, answer, error)`` for each,
+    so that one plugin that raises costs only its own answer."""
+    results = []
+    for impl in hook.get_hookimpls():
+        try:
+            answer = impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
+        except Exception as exc:
+            results.append((impl.plugin_name, None, exc))
+        else:
+            results.append((impl.plugin_name, list(answer or []), None))
+    return results

@@ -12,6 +12,8 @@ Layout, format version 1 (every file written atomically; no pickle):
                                       chrome://tracing, TensorBoard, Holistic Trace Analysis)
 ``workload.json``                     the step captured for trials: model, inputs, optimizer, and how
                                       exactly a replay reproduces the script's outputs and gradients
+``trials.json``                       each technique: applies and why, estimate, measured speedup,
+                                      spread and numerical change, snippet
 ``samples.csv``                       psutil samples of the script's process tree
 ``gpu_samples.csv``                   NVML / nvidia-smi samples, when a GPU is present
 ``perf_stat.csv``                     ``perf stat`` counters of the child, when perf works
@@ -37,6 +39,7 @@ RUNNER_FILE = "runner.json"
 STEPS_FILE = "steps.csv"
 TRACE_FILE = "trace/worker0.pt.trace.json"
 WORKLOAD_FILE = "workload.json"
+TRIALS_FILE = "trials.json"
 SUMMARY_FILE = "summary.json"
 DEFAULT_STORE = Path(".advisor") / "runs"
 

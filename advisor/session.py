@@ -27,7 +27,7 @@ from advisor import __version__
 from advisor.collectors.base import Availability, Collector, CollectorContext
 from advisor.errors import (AdvisorError, Interrupted, NoTorchWork, NotAPythonFile, ScriptExited,
                             ScriptNotFound, ScriptRaised, ScriptSyntaxError, ScriptTimedOut)
-from advisor.plugins import plugin_manager
+from advisor.plugins import call_each, plugin_manager
 from advisor.rundir import RUNNER_FILE, new_run_dir, read_json, write_meta
 from advisor.views.progress import RunProgress
 
@@ -49,6 +49,8 @@ class ProfileOptions:
     script_stdout_to_stderr: bool = False
     keep_running: bool = False
     command_line: tuple[str, ...] = ()
+    techniques: list[str] | None = None
+    measure: bool = True
 
 
 @dataclasses.dataclass
@@ -89,14 +91,12 @@ def _collectors(options: ProfileOptions, run_dir: Path) -> tuple[list[Collector]
               "run_dir": str(run_dir)}
     status: dict[str, dict] = {"torch_profiler": Availability(True, "in the script's process").to_json()}
     usable: list[Collector] = []
-    pm = plugin_manager(options.blocked_plugins)
-    for impl in pm.hook.advisor_collectors.get_hookimpls():
-        try:
-            provided = impl.function(config=config)
-        except Exception as exc:
-            status[impl.plugin_name] = {"available": False, "reason": f"broken plugin: {type(exc).__name__}: {exc}"}
+    for plugin, provided, error in call_each(plugin_manager(options.blocked_plugins).hook.advisor_collectors,
+                                             config=config):
+        if error is not None:
+            status[plugin] = {"available": False, "reason": f"broken plugin: {type(error).__name__}: {error}"}
             continue
-        for collector in provided or []:
+        for collector in provided:
             name = getattr(collector, "name", type(collector).__name__)
             try:
                 availability = collector.check()
@@ -255,7 +255,11 @@ def profile(options: ProfileOptions, show_progress: bool) -> RunResult:
 
     command = [sys.executable, "-m", "advisor.runner", "--run-dir", str(run_dir), "--warmup", str(options.warmup),
                "--steps", str(options.steps), *(["--module"] if options.is_module else []),
-               *(["--keep-running"] if options.keep_running else []), options.target, "--", *options.args]
+               *(["--keep-running"] if options.keep_running else []), "--trials",
+               *(["--techniques", ",".join(options.techniques)] if options.techniques else []),
+               *(["--no-measure"] if not options.measure else []),
+               *(arg for name in options.blocked_plugins for arg in ("--block", name)),
+               options.target, "--", *options.args]
     for collector in collectors:
         command = collector.wrap_command(command, run_dir)
     child = _Child(command, options.script_stdout_to_stderr)

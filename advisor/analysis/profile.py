@@ -17,7 +17,7 @@ from advisor.collectors.nvml import GPU_SAMPLES_FILE, load_gpu_samples
 from advisor.collectors.perf_stat import PERF_STAT_FILE, load_perf_stat
 from advisor.collectors.psutil_sampler import SAMPLES_FILE, load_samples
 from advisor.errors import RunDirError
-from advisor.rundir import RUNNER_FILE, SUMMARY_FILE, TRACE_FILE, load_meta, read_json
+from advisor.rundir import RUNNER_FILE, SUMMARY_FILE, TRACE_FILE, TRIALS_FILE, load_meta, read_json
 from advisor.rundir_io import atomic_write_csv, atomic_write_json
 
 HOT_OPS_FILE = "hot_ops.csv"
@@ -50,11 +50,15 @@ def _optional(path: Path, loader):
         raise RunDirError(f"{path}: corrupt artifact ({exc})") from None
 
 
-def analyse(run_dir: Path) -> Profile:
-    """Read a run directory and compute its frames; raise RunDirError for a broken one."""
+def analyse(run_dir: Path, runner: dict | None = None) -> Profile:
+    """Read a run directory and compute its frames; raise RunDirError for a broken one.
+
+    ``runner`` stands in for ``runner.json`` when the script's process analyses its own window.
+    """
     run_dir = Path(run_dir)
     meta = load_meta(run_dir)
-    runner = read_json(run_dir / RUNNER_FILE, "runner record") if (run_dir / RUNNER_FILE).exists() else {}
+    if runner is None:
+        runner = read_json(run_dir / RUNNER_FILE, "runner record") if (run_dir / RUNNER_FILE).exists() else {}
     trace = load_trace(run_dir / TRACE_FILE) if (run_dir / TRACE_FILE).exists() else None
     events = trace.events if trace is not None else pd.DataFrame(
         columns=["cat", "name", "ph", "pid", "tid", "ts", "dur", "end", "input_dims", "concrete_inputs",
@@ -110,7 +114,13 @@ def summarize(profile: Profile) -> dict:
         "utilisation": profile.utilisation,
         "perf": _perf_summary(profile.perf),
         "collectors": meta.get("collectors", {}),
+        "recommendations": _recommendations(profile.run_dir),
     }
+
+
+def _recommendations(run_dir: Path) -> list[dict]:
+    path = run_dir / TRIALS_FILE
+    return read_json(path, "trial results").get("techniques", []) if path.exists() else []
 
 
 def _perf_summary(perf: pd.DataFrame | None) -> dict | None:

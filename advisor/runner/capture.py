@@ -15,8 +15,10 @@ The user's objects are never modified: only copies are kept and replayed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import inspect
 from typing import Any
 
 import torch
@@ -36,15 +38,15 @@ def _tensor_leaves(tree) -> list[torch.Tensor]:
 
 
 def relative_error(reference: list[torch.Tensor], other: list[torch.Tensor]) -> float:
-    """Largest ``‖a - b‖ / ‖a‖`` over pairs of tensors (floating point, compared in float64)."""
-    worst = 0.0
+    """``‖a - b‖ / ‖a‖`` over all floating-point tensors together, as one vector (in float64)."""
+    diff = norm = 0.0
     for a, b in zip(reference, other):
         if not (a.is_floating_point() and b.is_floating_point()):
             continue
         a64, b64 = a.detach().double(), b.detach().to(a.device).double()
-        norm = a64.norm().item()
-        worst = max(worst, (a64 - b64).norm().item() / norm if norm > 0 else (b64.norm().item()))
-    return worst
+        diff += (a64 - b64).pow(2).sum().item()
+        norm += a64.pow(2).sum().item()
+    return (diff / norm) ** 0.5 if norm > 0 else diff ** 0.5
 
 
 @dataclasses.dataclass
@@ -59,7 +61,9 @@ class OptimizerSpec:
         params = dict(model.named_parameters())
         groups = [{**settings, "params": [params[n] for n in names if n in params]}
                   for settings, names in self.groups]
-        return self.cls([g for g in groups if g["params"]], **self.defaults)
+        accepted = inspect.signature(self.cls.__init__).parameters
+        defaults = {k: v for k, v in self.defaults.items() if k in accepted}
+        return self.cls([g for g in groups if g["params"]], **defaults)
 
     def to_json(self) -> dict:
         def plain(v):
@@ -82,14 +86,44 @@ class Workload:
     backward_from: list[int] | None
     optimizer: OptimizerSpec | None
     rng_state: torch.Tensor
+    #: context managers (as factories) entered around each forward, e.g. autocast
+    forward_contexts: list = dataclasses.field(default_factory=list)
 
     def clone(self) -> "Workload":
         """An independent copy: trials change copies, never the captured workload itself."""
         return dataclasses.replace(self, model=copy.deepcopy(self.model), args=_copy_tensors(self.args),
-                                   kwargs=_copy_tensors(self.kwargs))
+                                   kwargs=_copy_tensors(self.kwargs), forward_contexts=list(self.forward_contexts))
+
+    def map_inputs(self, fn) -> None:
+        """Replace every input tensor ``t`` by ``fn(t)``."""
+        self.args, self.kwargs = tree_map(lambda x: fn(x) if isinstance(x, torch.Tensor) else x,
+                                          (self.args, self.kwargs))
 
     def forward(self):
-        return self.model(*self.args, **self.kwargs)
+        with contextlib.ExitStack() as stack:
+            for make_context in self.forward_contexts:
+                stack.enter_context(make_context())
+            return self.model(*self.args, **self.kwargs)
+
+    def step_function(self):
+        """A function running one full step (forward; for training also backward and optimizer step)."""
+        if not self.training:
+            def infer():
+                with torch.no_grad():
+                    return self.forward()
+            return infer
+        optimizer = self.optimizer.build(self.model) if self.optimizer is not None else None
+
+        def train():
+            outputs = self.forward()
+            self.backward(outputs)
+            if optimizer is not None:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            else:
+                self.model.zero_grad(set_to_none=True)
+            return outputs
+        return train
 
     def backward(self, outputs) -> None:
         """Backward from the outputs the script's backward started at, with the gradients it saw."""
@@ -176,6 +210,8 @@ class WorkloadCapture:
     def finish(self) -> Workload | None:
         """Stop observing; the captured workload, or None (``failure`` says why)."""
         self.armed = False
+        if self.failure:
+            return None
         module, self._module, self._outputs = self._module, None, []
         del module
         if self._copy is None:

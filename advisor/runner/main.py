@@ -8,6 +8,7 @@ normally, by ``sys.exit``, by raising, by Ctrl-C, or by advisor stopping it afte
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import runpy
@@ -16,8 +17,16 @@ import time
 import traceback
 from pathlib import Path
 
-from advisor.rundir import RUNNER_FILE, STEPS_FILE, WORKLOAD_FILE
+from advisor.rundir import RUNNER_FILE, STEPS_FILE, TRIALS_FILE, WORKLOAD_FILE
 from advisor.rundir_io import atomic_write_json, atomic_write_text
+
+
+@dataclasses.dataclass
+class TrialSettings:
+    names: list[str] | None
+    measure: bool
+    blocked: tuple[str, ...]
+    budget_s: float
 
 
 class StopScript(BaseException):
@@ -27,7 +36,8 @@ class StopScript(BaseException):
 class Runner:
     """State of one run inside the child; ``advisor.step()`` reaches it through :data:`active`."""
 
-    def __init__(self, run_dir: Path, warmup: int, steps: int, progress_fd: int | None, keep_running: bool = False):
+    def __init__(self, run_dir: Path, warmup: int, steps: int, progress_fd: int | None, keep_running: bool = False,
+                 trials: TrialSettings | None = None):
         from advisor.runner.capture import WorkloadCapture
         from advisor.runner.steps import StepDetector
         from advisor.runner.window import ProfilerWindow
@@ -36,7 +46,10 @@ class Runner:
         self.window = ProfilerWindow(run_dir, warmup, steps)
         self.detector = StepDetector(self._boundary, self._restart)
         self.capture = self.detector.capture = WorkloadCapture()
-        self.capture.armed = warmup == 1
+        if warmup < 2:
+            # Step 0 runs under the pre-step recording, and copying the model there upset the profiler
+            # (seen: crashes when the window stopped); the first step is no fair sample either.
+            self.capture.failure = "--warmup 1 leaves no step to capture before the window (use 2 or more)"
         self.workload = None
         self._capture_written = False
         self.boundary_times_ns: list[int] = []
@@ -44,6 +57,7 @@ class Runner:
         self._progress = os.fdopen(progress_fd, "w", buffering=1) if progress_fd is not None else None
         self._stopping = False
         self._keep_running = keep_running
+        self.trials = trials
 
     def report(self, **event) -> None:
         if self._progress is not None:
@@ -56,12 +70,13 @@ class Runner:
         self.boundary_times_ns.append(time.time_ns())
         if len(self.boundary_times_ns) == 1:
             self.report(event="mode", mode=mode)
+        completed = self.window.boundaries + 1
+        if completed == self.window.warmup and self.capture.armed:
+            self.workload = self.capture.finish()  # before the window's recording starts
         done = self.window.boundary()
         self.detector.label_call_sites = self.window.recording
-        if self.window.boundaries == self.window.warmup - 1:
+        if completed == self.window.warmup - 1:
             self.capture.armed = True
-        elif self.window.boundaries == self.window.warmup and self.capture.armed:
-            self.workload = self.capture.finish()
         self.report(event="step", n=len(self.boundary_times_ns))
         if done:
             if not self._stopping:
@@ -69,6 +84,8 @@ class Runner:
                 self.write_steps()
                 self.write_workload()
                 self.report(event="window_done")
+                if self.trials is not None:
+                    _safely(self.run_trials)
             if not self._keep_running:
                 raise StopScript
 
@@ -94,11 +111,58 @@ class Runner:
             record["reason"] = "the script ended before the step before the window"
         atomic_write_json(self.run_dir / WORKLOAD_FILE, record)
 
+    def record(self) -> dict:
+        """What ``runner.json`` says about steps and the window (so far)."""
+        return {"step_detection": self.detector.mode, "boundaries": len(self.boundary_times_ns),
+                "warmup": self.window.warmup, "steps_requested": self.window.steps,
+                "recorded_steps": self.window.recorded_steps, "trace_written": self.window.trace_written,
+                "window_cpu_seconds": self.window.window_cpu_seconds,
+                "window_wall_seconds": self.window.window_wall_seconds}
+
+    def run_trials(self) -> None:
+        """Ask every technique plugin about this run and measure those that apply; write trials.json."""
+        from advisor.analysis.profile import analyse, summarize
+        from advisor.plugins import call_each, plugin_manager
+        from advisor.rundir import read_json
+        from advisor.technique import Context, Technique
+        from advisor.trials import hardware, rank, trial
+
+        settings = self.trials
+        self.detector.paused = True
+        try:
+            summary = summarize(analyse(self.run_dir, runner=self.record()))
+            workload_info = read_json(self.run_dir / WORKLOAD_FILE, "workload")
+            context = Context(summary=summary, workload=workload_info, hardware=hardware(self.workload))
+            pm = plugin_manager(settings.blocked)
+            records, techniques = [], []
+            for plugin, provided, error in call_each(pm.hook.advisor_techniques,
+                                                     config={"techniques": settings.names}):
+                if error is not None:
+                    records.append({"technique": plugin, "status": f"broken plugin: {type(error).__name__}: {error}",
+                                    "applies": None, "reason": None, "estimate": None, "measured": None})
+                    continue
+                for technique in provided:
+                    if not isinstance(technique, Technique):
+                        records.append({"technique": plugin, "status": f"broken plugin: returned "
+                                        f"{type(technique).__name__}, not a Technique", "applies": None,
+                                        "reason": None, "estimate": None, "measured": None})
+                    elif settings.names is None or technique.name in settings.names:
+                        techniques.append(technique)
+            measure = settings.measure and self.workload is not None
+            for i, technique in enumerate(techniques):
+                self.report(event="trial", name=technique.name, n=i + 1, of=len(techniques))
+                record = trial(technique, context, self.workload, measure, settings.budget_s)
+                if settings.measure and self.workload is None and record.get("status") == "not measured":
+                    record["status"] = f"not measured: no captured workload ({workload_info.get('reason')})"
+                records.append(record)
+            atomic_write_json(self.run_dir / TRIALS_FILE, {"measured": measure, "techniques": rank(records)})
+        finally:
+            self.detector.paused = False
+
     def _restart(self) -> None:
         from advisor.runner.capture import WorkloadCapture
 
         self.capture = self.detector.capture = WorkloadCapture()
-        self.capture.armed = self.window.warmup == 1
         self.window.restart()
         self.detector.label_call_sites = False
         if self.boundary_times_ns:
@@ -163,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--module", action="store_true")
     parser.add_argument("--keep-running", action="store_true")
+    parser.add_argument("--trials", action="store_true")
+    parser.add_argument("--techniques", default=None)
+    parser.add_argument("--no-measure", action="store_true")
+    parser.add_argument("--block", action="append", default=[])
+    parser.add_argument("--trial-budget", type=float, default=60.0)
     parser.add_argument("target")
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
@@ -179,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     global active
-    runner = active = Runner(run_dir, ns.warmup, ns.steps, progress_fd, ns.keep_running)
+    trials = TrialSettings(names=ns.techniques.split(",") if ns.techniques else None, measure=not ns.no_measure,
+                           blocked=tuple(ns.block), budget_s=ns.trial_budget) if ns.trials else None
+    runner = active = Runner(run_dir, ns.warmup, ns.steps, progress_fd, ns.keep_running, trials)
     exit_code = 0
     try:
         runner.detector.install()
@@ -213,19 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         runner.detector.uninstall()
         sys.stdout.flush()
         sys.stderr.flush()
-        runner.window.finish()
-        runner.write_steps()
-        _safely(runner.write_workload)
+        record["problems"] = [problem for problem in (_safely(runner.window.finish), _safely(runner.write_steps),
+                                                      _safely(runner.write_workload)) if problem]
         record.update(
             ended_unix_ns=time.time_ns(),
-            step_detection=runner.detector.mode,
-            boundaries=len(runner.boundary_times_ns),
-            warmup=ns.warmup,
-            steps_requested=ns.steps,
-            recorded_steps=runner.window.recorded_steps,
-            trace_written=runner.window.trace_written,
-            window_cpu_seconds=runner.window.window_cpu_seconds,
-            window_wall_seconds=runner.window.window_wall_seconds,
+            **runner.record(),
             environment=_environment(torch),
             user_files=_user_files([] if ns.module else [os.path.abspath(ns.target)]),
         )
@@ -233,11 +296,15 @@ def main(argv: list[str] | None = None) -> int:
     return exit_code
 
 
-def _safely(action) -> None:
+def _safely(action) -> str | None:
+    """Run one finalisation step; a failure is returned (and shown), not raised, so the next steps run."""
     try:
         action()
     except Exception as exc:
-        print(f"advisor: {action.__name__} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        problem = f"{action.__name__} failed: {type(exc).__name__}: {exc}"
+        print(f"advisor: {problem}", file=sys.stderr)
+        return problem
+    return None
 
 
 def _environment(torch) -> dict:

@@ -1,0 +1,72 @@
+"""Lower precision: autocast to bfloat16 (or float16 on GPUs without bf16) for matmuls and convolutions."""
+
+from __future__ import annotations
+
+from advisor.hookspecs import hookimpl
+from advisor.technique import Context, Estimate, Technique, Verdict, amdahl
+
+MATMUL_OPS = ("mm", "conv", "linear", "scaled_dot_product", "baddbmm", "matmul")
+# What bf16 does to the ops it touches, by the hardware it runs on (kernel speed, not the whole step).
+_CPU_AMX, _CPU_AVX512_BF16, _GPU_TENSOR_CORES = 4.0, 1.8, 2.0
+
+
+def _plan(context: Context) -> tuple[str | None, str, float, str]:
+    """(autocast dtype or None, device type, local speedup, why)."""
+    hw = context.hardware
+    if hw.get("device") == "cuda":
+        cc = max((float(g.get("compute_capability", "0")) for g in hw.get("gpus", [])), default=0.0)
+        if cc >= 8.0:
+            return "bfloat16", "cuda", _GPU_TENSOR_CORES, f"bf16 tensor cores (compute capability {cc:g})"
+        if cc >= 7.0:
+            return "float16", "cuda", _GPU_TENSOR_CORES, f"fp16 tensor cores (compute capability {cc:g})"
+        return None, "cuda", 1.0, f"no tensor cores (compute capability {cc:g})"
+    flags = hw.get("cpu_flags", set())
+    if "amx_bf16" in flags:
+        return "bfloat16", "cpu", _CPU_AMX, "AMX bf16 on this CPU"
+    if "avx512_bf16" in flags:
+        return "bfloat16", "cpu", _CPU_AVX512_BF16, "avx512_bf16 on this CPU"
+    return None, "cpu", 1.0, "this CPU has no bf16 instructions (no avx512_bf16 or AMX): bf16 would be emulated"
+
+
+class Autocast(Technique):
+    name = "dtype"
+    title = "Autocast matmuls and convolutions to bfloat16 / float16"
+
+    def applies_to(self, context: Context) -> Verdict:
+        dtype, _, _, why = _plan(context)
+        if dtype is None:
+            return Verdict(False, why)
+        if context.workload.get("parameter_dtype") not in ("float32", None):
+            return Verdict(False, f"the model already runs in {context.workload['parameter_dtype']}")
+        share = context.share_of(*MATMUL_OPS)
+        if share <= 0.05:
+            return Verdict(False, f"matmuls and convolutions take {share:.0%} of the step: little to gain")
+        return Verdict(True, f"{share:.0%} of the step in matmuls/convolutions; {why}")
+
+    def estimate(self, context: Context) -> Estimate:
+        dtype, _, local, why = _plan(context)
+        share = context.share_of(*MATMUL_OPS)
+        return Estimate(speedup=round(amdahl(share, local), 3),
+                        basis=f"{share:.0%} of the step in matmul/conv ops, ~{local:g}x faster with {why}; "
+                              "casts add time not counted here",
+                        risk=f"{dtype} rounding: outputs typically change by 1e-3..1e-2 relative")
+
+    def apply(self, workload):
+        import torch
+
+        device = "cuda" if any(p.is_cuda for p in workload.model.parameters()) else "cpu"
+        dtype = torch.bfloat16
+        if device == "cuda" and not torch.cuda.is_bf16_supported():
+            dtype = torch.float16
+        workload.forward_contexts.append(lambda: torch.autocast(device_type=device, dtype=dtype))
+        return workload
+
+    snippet = """with torch.autocast(device_type="cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16):
+    loss = loss_fn(model(inputs), targets)
+loss.backward()          # backward outside autocast, as usual
+optimizer.step()"""
+
+
+@hookimpl
+def advisor_techniques(config):
+    return [Autocast()]

@@ -1,0 +1,171 @@
+"""Trials: each applicable technique applied to a copy of the captured workload and timed against an
+unchanged copy, interleaved (A B A B ...), with its numerical change measured on the same inputs.
+
+Runs in the script's process, after the profiled window; writes ``trials.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from advisor.runner.capture import Workload, _tensor_leaves, relative_error
+from advisor.technique import Context, Estimate, Technique, Verdict
+
+PAIRS = 10
+WARMUP_STEPS = 2
+BUDGET_SECONDS = 60.0
+
+
+class TrialOverBudget(Exception):
+    pass
+
+
+@dataclasses.dataclass
+class Measurement:
+    """Step-time ratio baseline / variant: the median over interleaved pairs and its spread."""
+
+    speedup: float
+    spread: float
+    pairs: int
+    baseline_ms: float
+    variant_ms: float
+
+    def to_json(self) -> dict:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def measure(baseline: Callable[[], object], variant: Callable[[], object], pairs: int = PAIRS,
+            warmup: int = WARMUP_STEPS, clock: Callable[[], float] = time.perf_counter) -> Measurement:
+    """Time ``baseline`` and ``variant`` in alternating order (A B, then B A, ...) after ``warmup`` calls of each."""
+    for _ in range(warmup):
+        baseline()
+        variant()
+    times: dict[str, list[float]] = {"a": [], "b": []}
+    for i in range(pairs):
+        order = (("a", baseline), ("b", variant)) if i % 2 == 0 else (("b", variant), ("a", baseline))
+        for key, fn in order:
+            start = clock()
+            fn()
+            times[key].append(clock() - start)
+    ratios = [a / b for a, b in zip(times["a"], times["b"]) if b > 0]
+    median = statistics.median(ratios)
+    q = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else [median, median, median]
+    return Measurement(speedup=median, spread=(q[2] - q[0]) / median if median else math.nan, pairs=len(ratios),
+                       baseline_ms=1000 * statistics.median(times["a"]), variant_ms=1000 * statistics.median(times["b"]))
+
+
+def quality(reference: Workload, variant: Workload) -> dict:
+    """Relative change of the outputs and (training) of the parameter gradients, on the same inputs and
+    RNG state; gradients are compared for parameters present with the same shape in both models."""
+    results = []
+    for workload in (reference.clone(), variant.clone()):
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(workload.rng_state)
+            with torch.set_grad_enabled(workload.training):
+                outputs = workload.forward()
+            grads = {}
+            if workload.training:
+                workload.backward(outputs)
+                grads = {n: p.grad for n, p in workload.model.named_parameters() if p.grad is not None}
+        results.append((_tensor_leaves(outputs), grads))
+    (ref_out, ref_grads), (var_out, var_grads) = results
+    shapes_match = len(ref_out) == len(var_out) and all(a.shape == b.shape for a, b in zip(ref_out, var_out))
+    report = {"output_rel_error": relative_error(ref_out, var_out) if shapes_match else None}
+    if reference.training:
+        common = [n for n in ref_grads if n in var_grads and ref_grads[n].shape == var_grads[n].shape]
+        report["grad_rel_error"] = relative_error([ref_grads[n] for n in common],
+                                                  [var_grads[n] for n in common]) if common else None
+    return report
+
+
+class _Budget:
+    """Raises TrialOverBudget in the main thread after ``seconds`` (SIGALRM)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __enter__(self):
+        def over(signum, frame):
+            raise TrialOverBudget
+        self._previous = signal.signal(signal.SIGALRM, over)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self._previous)
+        return False
+
+
+def _checked(value, kind: type, what: str):
+    if not isinstance(value, kind):
+        raise TypeError(f"{what} returned {type(value).__name__}, not {kind.__name__}")
+    return value
+
+
+def trial(technique: Technique, context: Context, workload: Workload | None, measure_it: bool,
+          budget_s: float = BUDGET_SECONDS) -> dict:
+    """One technique's record: verdict, estimate, and (when it applies and ``measure_it``) the measurement."""
+    record: dict = {"technique": getattr(technique, "name", type(technique).__name__),
+                    "title": getattr(technique, "title", ""), "snippet": getattr(technique, "snippet", ""),
+                    "applies": None, "reason": None, "estimate": None, "measured": None}
+    try:
+        verdict = _checked(technique.applies_to(context), Verdict, "applies_to")
+        record.update(applies=verdict.applies, reason=verdict.reason)
+        if not verdict.applies:
+            record["status"] = "not applicable"
+            return record
+        estimate = _checked(technique.estimate(context), Estimate, "estimate")
+        record["estimate"] = dataclasses.asdict(estimate)
+        if not measure_it or workload is None:
+            record["status"] = "not measured"
+            return record
+        with _Budget(budget_s):
+            fresh = _checked(technique.apply(workload.clone()), Workload, "apply")
+            checked = quality(workload, fresh)  # before any step changes the variant's weights
+            variant = technique.apply(workload.clone())
+            measured = measure(workload.clone().step_function(), variant.step_function()).to_json()
+            measured["quality"] = checked
+        record["measured"] = measured
+        record["status"] = "measured"
+    except TrialOverBudget:
+        record["status"] = f"over budget: stopped after {budget_s:g} s"
+    except Exception as exc:  # a broken plugin is reported, the others go on
+        record["status"] = f"broken: {type(exc).__name__}: {exc}"
+    return record
+
+
+def hardware(workload: Workload | None) -> dict:
+    """What the techniques may know of the machine: CPU flags, GPUs, and where the model runs."""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    gpus = []
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            gpus.append({"name": p.name, "compute_capability": f"{p.major}.{p.minor}", "total_memory": p.total_memory})
+    on_cuda = workload is not None and any(p.is_cuda for p in workload.model.parameters())
+    return {"cpu_flags": flags, "cuda": bool(gpus), "gpus": gpus, "device": "cuda" if on_cuda else "cpu"}
+
+
+def rank(records: list[dict]) -> list[dict]:
+    """Measured first, by measured speedup; then by estimated speedup; inapplicable last."""
+    def key(r):
+        measured = (r.get("measured") or {}).get("speedup")
+        estimated = (r.get("estimate") or {}).get("speedup")
+        return (measured is None, -(measured or 0), estimated is None, -(estimated or 0), not r.get("applies"))
+    return sorted(records, key=key)
