@@ -36,17 +36,30 @@ class Measurement:
     pairs: int
     baseline_ms: float
     variant_ms: float
+    #: the first call of the variant beyond its steady step time (compilation, autotuning, caches)
+    setup_s: float = 0.0
+    #: steps after which the setup has paid for itself (None when the variant is not faster)
+    break_even_steps: float | None = None
 
     def to_json(self) -> dict:
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in dataclasses.asdict(self).items()}
+        return {k: round(v, 4) if isinstance(v, float) and math.isfinite(v) else v
+                for k, v in dataclasses.asdict(self).items()}
 
 
 def measure(baseline: Callable[[], object], variant: Callable[[], object], pairs: int = PAIRS,
-            warmup: int = WARMUP_STEPS, clock: Callable[[], float] = time.perf_counter) -> Measurement:
-    """Time ``baseline`` and ``variant`` in alternating order (A B, then B A, ...) after ``warmup`` calls of each."""
-    for _ in range(warmup):
+            warmup: int = WARMUP_STEPS, clock: Callable[[], float] = time.perf_counter,
+            variant_scale: float = 1.0) -> Measurement:
+    """Time ``baseline`` and ``variant`` in alternating order (A B, then B A, ...) after ``warmup`` calls of each.
+
+    ``variant_scale`` is how many more samples a variant step processes: speedups compare throughput.
+    """
+    first_variant = 0.0
+    for i in range(max(warmup, 1)):
         baseline()
+        start = clock()
         variant()
+        if i == 0:
+            first_variant = clock() - start
     times: dict[str, list[float]] = {"a": [], "b": []}
     for i in range(pairs):
         order = (("a", baseline), ("b", variant)) if i % 2 == 0 else (("b", variant), ("a", baseline))
@@ -54,11 +67,15 @@ def measure(baseline: Callable[[], object], variant: Callable[[], object], pairs
             start = clock()
             fn()
             times[key].append(clock() - start)
-    ratios = [a / b for a, b in zip(times["a"], times["b"]) if b > 0]
+    ratios = [variant_scale * a / b for a, b in zip(times["a"], times["b"]) if b > 0]
     median = statistics.median(ratios)
     q = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else [median, median, median]
+    a_ms, b_ms = 1000 * statistics.median(times["a"]), 1000 * statistics.median(times["b"])
+    setup_s = max(first_variant - b_ms / 1000, 0.0)
+    saved_per_step_s = (a_ms * variant_scale - b_ms) / 1000 / variant_scale
     return Measurement(speedup=median, spread=(q[2] - q[0]) / median if median else math.nan, pairs=len(ratios),
-                       baseline_ms=1000 * statistics.median(times["a"]), variant_ms=1000 * statistics.median(times["b"]))
+                       baseline_ms=a_ms, variant_ms=b_ms, setup_s=setup_s,
+                       break_even_steps=setup_s / saved_per_step_s if saved_per_step_s > 0 else None)
 
 
 def quality(reference: Workload, variant: Workload) -> dict:
@@ -83,6 +100,21 @@ def quality(reference: Workload, variant: Workload) -> dict:
         report["grad_rel_error"] = relative_error([ref_grads[n] for n in common],
                                                   [var_grads[n] for n in common]) if common else None
     return report
+
+
+def _peak_memory_change(baseline: Workload, variant: Workload) -> int | None:
+    """Change of the CUDA allocator's peak over one step (None on the CPU, where no per-step peak is kept)."""
+    if not any(p.is_cuda for p in baseline.model.parameters()):
+        return None
+    peaks = []
+    for workload in (baseline.clone(), variant):
+        step = workload.step_function()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        torch.cuda.synchronize()
+        peaks.append(torch.cuda.max_memory_allocated())
+    return peaks[1] - peaks[0]
 
 
 class _Budget:
@@ -131,7 +163,9 @@ def trial(technique: Technique, context: Context, workload: Workload | None, mea
             fresh = _checked(technique.apply(workload.clone()), Workload, "apply")
             checked = quality(workload, fresh)  # before any step changes the variant's weights
             variant = technique.apply(workload.clone())
-            measured = measure(workload.clone().step_function(), variant.step_function()).to_json()
+            measured = measure(workload.clone().step_function(), variant.step_function(),
+                               variant_scale=variant.batch_scale / workload.batch_scale).to_json()
+            measured["memory_bytes"] = _peak_memory_change(workload, variant)
             measured["quality"] = checked
         record["measured"] = measured
         record["status"] = "measured"

@@ -88,6 +88,9 @@ class Workload:
     rng_state: torch.Tensor
     #: context managers (as factories) entered around each forward, e.g. autocast
     forward_contexts: list = dataclasses.field(default_factory=list)
+    #: samples per step relative to the captured step (a technique that doubles the batch sets 2.0),
+    #: so that speedups compare throughput
+    batch_scale: float = 1.0
 
     def clone(self) -> "Workload":
         """An independent copy: trials change copies, never the captured workload itself."""
