@@ -48,12 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only these techniques (default: every installed one)")
     p.add_argument("--no-measure", action="store_true",
                    help="estimate what techniques would gain, without measuring them")
+    p.add_argument("--trial-budget", type=float, default=60.0, metavar="S",
+                   help="seconds one technique's trial may take before it is stopped (default 60)")
     p.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="no:NAME",
                    help="block the plugin NAME (repeatable)")
 
     s = sub.add_parser("show", help="print the summary of a run again, from its directory alone")
     s.add_argument("run", nargs="?", type=Path, help="run directory (default: the newest run)")
     s.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    s.add_argument("--snippets", action="store_true", help="show how to apply each technique in your code")
     return parser
 
 
@@ -83,7 +86,7 @@ def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]
         steps=ns.steps, timeout=ns.timeout, out=ns.out, blocked_plugins=_blocked(ns.plugin_options),
         script_stdout_to_stderr=ns.json, keep_running=ns.keep_running, command_line=("advisor", *argv),
         techniques=[t.strip() for t in ns.techniques.split(",") if t.strip()] if ns.techniques else None,
-        measure=not ns.no_measure,
+        measure=not ns.no_measure, trial_budget=ns.trial_budget,
     )
     err = _console(stderr=True)
     result = profile(options, show_progress=err.is_terminal)
@@ -129,7 +132,7 @@ def _cmd_show(ns: argparse.Namespace) -> int:
     else:
         from advisor.views.summary import print_summary
 
-        print_summary(summary, _console())
+        print_summary(summary, _console(), snippets=ns.snippets)
     return 0
 
 

@@ -51,6 +51,7 @@ class ProfileOptions:
     command_line: tuple[str, ...] = ()
     techniques: list[str] | None = None
     measure: bool = True
+    trial_budget: float = 60.0
 
 
 @dataclasses.dataclass
@@ -156,6 +157,7 @@ class _ProgressReader(threading.Thread):
         self.steps = 0
         self.mode: str | None = None
         self.window_done = False
+        self.trial: str | None = None
 
     def run(self) -> None:
         for line in self._file:
@@ -169,6 +171,8 @@ class _ProgressReader(threading.Thread):
                 self.mode = event.get("mode")
             elif event.get("event") == "window_done":
                 self.window_done = True
+            elif event.get("event") == "trial":
+                self.trial = f"measuring {event.get('name')}" + (f" ({event['n']}/{event['of']})" if event.get("of") else "")
 
 
 class _Child:
@@ -219,7 +223,8 @@ class _Child:
         while self.process.poll() is None:
             time.sleep(0.05)
             elapsed = time.monotonic() - t0
-            progress.update(self.progress.steps, self.progress.mode, self.progress.window_done, elapsed)
+            progress.update(self.progress.steps, self.progress.mode, self.progress.window_done, elapsed,
+                            self.progress.trial)
             if timeout and elapsed > timeout and not self.timed_out:
                 self.timed_out = True
                 self.stop()
@@ -257,7 +262,7 @@ def profile(options: ProfileOptions, show_progress: bool) -> RunResult:
                "--steps", str(options.steps), *(["--module"] if options.is_module else []),
                *(["--keep-running"] if options.keep_running else []), "--trials",
                *(["--techniques", ",".join(options.techniques)] if options.techniques else []),
-               *(["--no-measure"] if not options.measure else []),
+               *(["--no-measure"] if not options.measure else []), "--trial-budget", str(options.trial_budget),
                *(arg for name in options.blocked_plugins for arg in ("--block", name)),
                options.target, "--", *options.args]
     for collector in collectors:

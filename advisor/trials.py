@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import signal
 import statistics
 import time
@@ -174,6 +175,47 @@ def trial(technique: Technique, context: Context, workload: Workload | None, mea
     except Exception as exc:  # a broken plugin is reported, the others go on
         record["status"] = f"broken: {type(exc).__name__}: {exc}"
     return record
+
+
+class Combined(Technique):
+    """Two techniques applied one after the other, to measure whether they add up."""
+
+    def __init__(self, first: Technique, second: Technique):
+        self.parts = (first, second)
+        self.name = f"{first.name}+{second.name}"
+        self.title = f"{first.title}, and {second.title[:1].lower()}{second.title[1:]}"
+        self.snippet = f"{first.snippet}\n# and\n{second.snippet}"
+
+    def applies_to(self, context: Context) -> Verdict:
+        return Verdict(True, "both apply; measured together")
+
+    def estimate(self, context: Context) -> Estimate:
+        speedups = [t.estimate(context).speedup for t in self.parts]
+        product = None if None in speedups else speedups[0] * speedups[1]
+        return Estimate(speedup=product, basis="product of the two estimates (assumes they are independent)",
+                        risk="; ".join(t.estimate(context).risk for t in self.parts))
+
+    def apply(self, workload: Workload) -> Workload:
+        return self.parts[1].apply(self.parts[0].apply(workload))
+
+
+def family(name: str) -> str:
+    """Variants of one technique (``batch_size_x2``/``_x4``, ``prune_structured_25``/``_50``) share a family."""
+    return re.sub(r"_x?\d+$", "", name)
+
+
+def pairs_worth_measuring(records: list[dict], techniques: dict[str, Technique], top: int = 3,
+                          threshold: float = 1.05) -> list[Combined]:
+    """Pairs among the ``top`` best measured singles that gained at least ``threshold``, one per family."""
+    gaining, families = [], set()
+    for r in sorted(records, key=lambda r: -((r.get("measured") or {}).get("speedup") or 0)):
+        speedup = (r.get("measured") or {}).get("speedup") or 0
+        name = r.get("technique")
+        if speedup >= threshold and name in techniques and family(name) not in families:
+            gaining.append(techniques[name])
+            families.add(family(name))
+    gaining = gaining[:top]
+    return [Combined(a, b) for i, a in enumerate(gaining) for b in gaining[i + 1:]]
 
 
 def hardware(workload: Workload | None) -> dict:

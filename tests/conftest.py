@@ -17,9 +17,9 @@ def run_advisor(*args, cwd=None, timeout=240, **kwargs) -> subprocess.CompletedP
                           text=True, timeout=timeout, **kwargs)
 
 
-def profile_json(*args, tmp_path: Path, cwd=None) -> tuple[subprocess.CompletedProcess, dict]:
+def profile_json(*args, tmp_path: Path, cwd=None, env=None) -> tuple[subprocess.CompletedProcess, dict]:
     out = tmp_path / "run"
-    proc = run_advisor("profile", "--out", out, "--json", *args, cwd=cwd)
+    proc = run_advisor("profile", "--out", out, "--json", *args, cwd=cwd, env=env)
     assert proc.stdout.strip(), f"no JSON on stdout; stderr:\n{proc.stderr}"
     return proc, json.loads(proc.stdout)
 
@@ -33,3 +33,12 @@ def no_advisor_traceback(stderr: str) -> bool:
     """True when stderr holds no traceback frame from advisor's own code."""
     advisor_dir = os.path.join(str(ROOT), "advisor")
     return not any(advisor_dir in line and line.strip().startswith("File ") for line in stderr.splitlines())
+
+
+def install_plugin(site: Path, name: str, source: str) -> None:
+    """A real distribution on sys.path (for PYTHONPATH=site): module plus dist-info with an `advisor` entry point."""
+    (site / f"{name}.py").write_text(source)
+    info = site / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[advisor]\n{name} = {name}\n")

@@ -4,7 +4,7 @@ import json
 import os
 import textwrap
 
-from conftest import SCRIPTS, run_advisor
+from conftest import SCRIPTS, install_plugin as _install_plugin, run_advisor
 
 PLUGIN = textwrap.dedent('''
     from advisor.collectors.base import Availability, Collector
@@ -36,15 +36,6 @@ PLUGIN = textwrap.dedent('''
     def advisor_collectors(config):
         return [FailsToStart(), CheckRaises(), Honest()]
 ''')
-
-
-def _install_plugin(site, name, source):
-    """A real distribution on sys.path: module plus dist-info with an `advisor` entry point."""
-    (site / f"{name}.py").write_text(source)
-    info = site / f"{name}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[advisor]\n{name} = {name}\n")
 
 
 def _run(tmp_path, *args, env_extra=None):

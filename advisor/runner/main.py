@@ -125,7 +125,7 @@ class Runner:
         from advisor.plugins import call_each, plugin_manager
         from advisor.rundir import read_json
         from advisor.technique import Context, Technique
-        from advisor.trials import hardware, rank, trial
+        from advisor.trials import hardware, pairs_worth_measuring, rank, trial
 
         settings = self.trials
         self.detector.paused = True
@@ -155,6 +155,11 @@ class Runner:
                 if settings.measure and self.workload is None and record.get("status") == "not measured":
                     record["status"] = f"not measured: no captured workload ({workload_info.get('reason')})"
                 records.append(record)
+            if measure:
+                by_name = {t.name: t for t in techniques}
+                for i, pair in enumerate(pairs_worth_measuring(records, by_name)):
+                    self.report(event="trial", name=pair.name, n=i + 1, of=0)
+                    records.append({**trial(pair, context, self.workload, True, settings.budget_s), "pair": True})
             atomic_write_json(self.run_dir / TRIALS_FILE, {"measured": measure, "techniques": rank(records)})
         finally:
             self.detector.paused = False

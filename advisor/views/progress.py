@@ -25,10 +25,13 @@ class RunProgress:
             self._task = self._progress.add_task("starting the script", total=self._total)
         return self
 
-    def update(self, steps_done: int, mode: str | None, window_done: bool, elapsed: float) -> None:
+    def update(self, steps_done: int, mode: str | None, window_done: bool, elapsed: float,
+               activity: str | None = None) -> None:
         if self._progress is None:
             return
-        if window_done:
+        if activity:
+            text = activity
+        elif window_done:
             then = "the script goes on" if self._keep_running else "stopping the script"
             text = f"recorded {self._total - self._warmup} steps; {then} (step {steps_done})"
         elif mode is None:

@@ -7,6 +7,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from advisor.views.recommendations import render_recommendations
+
 PHASE_STYLES = {"data": "yellow", "forward": "cyan", "backward": "magenta", "optimizer": "green", "other": "grey50"}
 HOT_OPS_SHOWN = 10
 
@@ -135,19 +137,19 @@ def _collectors_line(summary: dict) -> Text:
     return text
 
 
-def render_summary(summary: dict) -> Group:
-    """A Rich renderable of the whole summary."""
+def render_summary(summary: dict, snippets: bool = False) -> Group:
+    """A Rich renderable of the whole summary (with each technique's code snippet when ``snippets``)."""
     target = summary.get("target") or {}
     header = Text.assemble(("advisor ", "bold"), str(target.get("name", "")),
                            f"  ({summary.get('outcome')})")
     parts = [header, _steps_line(summary)]
     for block in (_breakdown_table(summary), _hot_ops_table(summary), _memory_lines(summary),
-                  _utilisation_line(summary), _collectors_line(summary)):
+                  _utilisation_line(summary), render_recommendations(summary, snippets), _collectors_line(summary)):
         if block is not None:
             parts.append(block)
     parts.append(Text.assemble(("Run directory ", "bold"), str(summary.get("run_dir"))))
     return Group(*parts)
 
 
-def print_summary(summary: dict, console: Console) -> None:
-    console.print(render_summary(summary))
+def print_summary(summary: dict, console: Console, snippets: bool = False) -> None:
+    console.print(render_summary(summary, snippets))

@@ -1,0 +1,74 @@
+"""The recommendations table: each technique's estimate beside its measured gain and numerical cost."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.markup import escape
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+
+def _gain(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _quality(quality: dict | None) -> str:
+    if not quality:
+        return "-"
+    parts = []
+    if quality.get("output_rel_error") is not None:
+        parts.append(f"out {quality['output_rel_error']:.1e}")
+    if quality.get("grad_rel_error") is not None:
+        parts.append(f"grad {quality['grad_rel_error']:.1e}")
+    return " ".join(parts) or "-"
+
+
+def bottleneck_note(summary: dict) -> str | None:
+    """Says so when data loading, which no model-side technique touches, is the largest share of the step."""
+    parts = summary.get("breakdown") or {}
+    if not parts:
+        return None
+    largest = max(parts, key=lambda p: parts[p]["share"])
+    if largest == "data":
+        return (f"Data loading takes {parts['data']['share']:.0%} of the step: no model-side technique addresses "
+                "this bottleneck; look at the DataLoader (workers, pin_memory) and the dataset's __getitem__.")
+    return None
+
+
+def render_recommendations(summary: dict, snippets: bool = False) -> Group | None:
+    records = summary.get("recommendations") or []
+    if not records:
+        return None
+    table = Table(title="Techniques (measured: baseline/variant step time, interleaved; quality: relative change)",
+                  title_justify="left", box=None, pad_edge=False, padding=(0, 1, 0, 0))
+    table.add_column("technique", no_wrap=True)
+    table.add_column("est.", justify="right", no_wrap=True)
+    table.add_column("measured", justify="right", no_wrap=True)
+    table.add_column("quality", no_wrap=True)
+    table.add_column("why / status", overflow="fold")
+    for r in records:
+        measured = r.get("measured") or {}
+        speed = measured.get("speedup")
+        shown = _gain(speed) + (f" ±{100 * measured['spread'] / 2:.0f}%" if speed and measured.get("spread") else "")
+        style = "green" if speed and speed >= 1.1 else ("red" if speed and speed < 0.95 else "")
+        status = r.get("status", "")
+        why = r.get("reason") or ""
+        note = why if status in ("measured", "not measured") else f"{status}; {why}" if why else status
+        table.add_row(escape(r.get("technique", "?")), _gain((r.get("estimate") or {}).get("speedup")),
+                      Text(shown, style=style), _quality(measured.get("quality")), escape(note))
+    parts = [table]
+    note = bottleneck_note(summary)
+    if note:
+        parts.append(Text(note, style="yellow"))
+    best = next((r for r in records if (r.get("measured") or {}).get("speedup", 0) >= 1.1), None)
+    if best and not snippets:
+        parts.append(Text.assemble(("Best: ", "bold"), f"{best['technique']} ", "(`advisor show --snippets` "
+                                   "shows how to apply each)"))
+    if snippets:
+        for r in records:
+            if r.get("snippet") and r.get("applies"):
+                parts.append(Text(f"{r['technique']}:", style="bold"))
+                parts.append(Syntax(r["snippet"], "python", theme="ansi_dark", background_color="default",
+                                    word_wrap=True))
+    return Group(*parts)
