@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="no:NAME",
                    help="block the plugin NAME (repeatable)")
 
+    pl = sub.add_parser("plugins", help="list installed plugins, their techniques and collectors, and load errors")
+    pl.add_argument("--json", action="store_true", help="print the list as JSON")
+    pl.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="no:NAME",
+                    help="block the plugin NAME (repeatable)")
+
     s = sub.add_parser("show", help="print the summary of a run again, from its directory alone")
     s.add_argument("run", nargs="?", type=Path, help="run directory (default: the newest run)")
     s.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -136,6 +141,52 @@ def _cmd_show(ns: argparse.Namespace) -> int:
     return 0
 
 
+def plugin_inventory(blocked: tuple[str, ...] = ()) -> list[dict]:
+    """Every installed plugin: name, distribution, status, techniques and collectors it provides."""
+    from advisor.plugins import call_each, plugin_manager
+
+    pm = plugin_manager(blocked)
+    entries = {name: {"name": name, "distribution": pm.distributions.get(name, ""), "status": "loaded",
+                      "techniques": [], "collectors": []} for name in pm.distributions}
+    for name, error in pm.load_errors.items():
+        entries[name]["status"] = f"failed to load: {error}"
+    for name in blocked:
+        if name in entries:
+            entries[name]["status"] = "blocked (-p no:NAME)"
+    for hook, key, describe in ((pm.hook.advisor_techniques, "techniques", lambda t: f"{t.name}: {t.title}"),
+                                (pm.hook.advisor_collectors, "collectors", lambda c: c.name)):
+        for plugin, provided, error in call_each(hook, config={}):
+            entry = entries.setdefault(plugin, {"name": plugin, "distribution": "", "status": "loaded",
+                                                "techniques": [], "collectors": []})
+            if error is not None:
+                entry["status"] = f"broken: {key} hook raised {type(error).__name__}: {error}"
+                continue
+            for item in provided:
+                try:
+                    entry[key].append(describe(item))
+                except AttributeError:
+                    entry["status"] = f"broken: returned {type(item).__name__} among its {key}"
+    return sorted(entries.values(), key=lambda e: (not e["distribution"].startswith("torch-advisor"), e["name"]))
+
+
+def _cmd_plugins(ns: argparse.Namespace) -> int:
+    inventory = plugin_inventory(_blocked(ns.plugin_options))
+    if ns.json:
+        print(json.dumps(inventory))
+        return 0
+    from rich.table import Table
+
+    table = Table(title="advisor plugins", title_justify="left", box=None, pad_edge=False)
+    for column in ("plugin", "distribution", "status", "provides"):
+        table.add_column(column, overflow="fold")
+    for entry in inventory:
+        provides = [f"technique {t}" for t in entry["techniques"]] + [f"collector {c}" for c in entry["collectors"]]
+        style = "" if entry["status"] == "loaded" else "yellow"
+        table.add_row(entry["name"], entry["distribution"], entry["status"], "\n".join(provides), style=style)
+    _console().print(table)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the advisor command line; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -146,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_profile(ns, argv, script_args)
         if ns.command == "show":
             return _cmd_show(ns)
+        if ns.command == "plugins":
+            return _cmd_plugins(ns)
         raise UsageError(f"unknown command {ns.command}")
     except AdvisorError as exc:
         print(f"advisor: error: {exc}", file=sys.stderr)
@@ -153,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("advisor: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (`advisor ... | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
 

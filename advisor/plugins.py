@@ -14,26 +14,44 @@ DISABLE_AUTOLOAD_ENV = "ADVISOR_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_DISTRIBUTION = "torch-advisor"
 
 
-def plugin_manager(blocked: tuple[str, ...] = ()) -> pluggy.PluginManager:
-    """A plugin manager with every installed plugin registered, except the ``blocked`` names."""
-    pm = pluggy.PluginManager("advisor")
-    pm.add_hookspecs(hookspecs)
-    for name in blocked:
-        pm.set_blocked(name)
-    if os.environ.get(DISABLE_AUTOLOAD_ENV):
-        _load_builtin_only(pm)
-    else:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-    pm.check_pending()
-    return pm
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, which also remembers what failed to load and which distribution gave what."""
+
+    def __init__(self) -> None:
+        super().__init__("advisor")
+        self.add_hookspecs(hookspecs)
+        #: entry-point name -> the error that kept it out
+        self.load_errors: dict[str, str] = {}
+        #: entry-point name -> "distribution version"
+        self.distributions: dict[str, str] = {}
 
 
-def _load_builtin_only(pm: pluggy.PluginManager) -> None:
+def plugin_manager(blocked: tuple[str, ...] = ()) -> PluginManager:
+    """A plugin manager with every installed plugin registered, except the ``blocked`` names.
+
+    A plugin that fails to import or to register is left out and noted in ``load_errors``.
+    """
     from importlib.metadata import entry_points
 
+    pm = PluginManager()
+    for name in blocked:
+        pm.set_blocked(name)
+    builtin_only = bool(os.environ.get(DISABLE_AUTOLOAD_ENV))
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.dist is not None and ep.dist.name == BUILTIN_DISTRIBUTION and not pm.is_blocked(ep.name):
+        if builtin_only and (ep.dist is None or ep.dist.name != BUILTIN_DISTRIBUTION):
+            continue
+        if ep.dist is not None:
+            pm.distributions[ep.name] = f"{ep.dist.name} {ep.dist.version}"
+        if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
+            continue
+        try:
             pm.register(ep.load(), name=ep.name)
+            pm.check_pending()
+        except Exception as exc:
+            if pm.has_plugin(ep.name):
+                pm.unregister(name=ep.name)
+            pm.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
+    return pm
 
 
 def call_each(hook, **kwargs) -> list[tuple[str, list | None, Exception | None]]:

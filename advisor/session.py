@@ -92,8 +92,10 @@ def _collectors(options: ProfileOptions, run_dir: Path) -> tuple[list[Collector]
               "run_dir": str(run_dir)}
     status: dict[str, dict] = {"torch_profiler": Availability(True, "in the script's process").to_json()}
     usable: list[Collector] = []
-    for plugin, provided, error in call_each(plugin_manager(options.blocked_plugins).hook.advisor_collectors,
-                                             config=config):
+    pm = plugin_manager(options.blocked_plugins)
+    for plugin, error in pm.load_errors.items():
+        status[plugin] = {"available": False, "reason": f"broken plugin: failed to load: {error}"}
+    for plugin, provided, error in call_each(pm.hook.advisor_collectors, config=config):
         if error is not None:
             status[plugin] = {"available": False, "reason": f"broken plugin: {type(error).__name__}: {error}"}
             continue

@@ -74,3 +74,23 @@ def test_block_a_plugin_and_switch_autoload_off(tmp_path):
 def test_bad_block_option(tmp_path):
     proc = run_advisor("profile", "-p", "odd", SCRIPTS / "tiny_mlp_infer.py")
     assert proc.returncode == 2 and "-p takes no:NAME" in proc.stderr
+
+
+def test_plugins_command_lists_techniques_collectors_and_load_errors(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    _install_plugin(site, "odd_collectors", PLUGIN)
+    _install_plugin(site, "does_not_import", "import no_such_dependency_anywhere\n")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    proc = run_advisor("plugins", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    plugins = {p["name"]: p for p in json.loads(proc.stdout)}
+    assert plugins["dtype"]["techniques"] == ["dtype: Autocast matmuls and convolutions to bfloat16 / float16"]
+    assert plugins["dtype"]["distribution"].startswith("torch-advisor ")
+    assert plugins["collectors"]["collectors"] == ["psutil", "nvml", "perf"]
+    assert plugins["odd_collectors"]["collectors"] == ["fails_to_start", "check_raises", "honest"]
+    assert plugins["does_not_import"]["status"].startswith("failed to load: ModuleNotFoundError")
+    blocked = json.loads(run_advisor("plugins", "--json", "-p", "no:dtype", env=env).stdout)
+    assert {p["name"]: p["status"] for p in blocked}["dtype"] == "blocked (-p no:NAME)"
+    table = run_advisor("plugins", env=env)
+    assert "channels_last" in table.stdout and "failed to load" in table.stdout

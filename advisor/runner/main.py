@@ -135,6 +135,9 @@ class Runner:
             context = Context(summary=summary, workload=workload_info, hardware=hardware(self.workload))
             pm = plugin_manager(settings.blocked)
             records, techniques = [], []
+            for plugin, error in pm.load_errors.items():
+                records.append({"technique": plugin, "status": f"broken plugin: failed to load: {error}",
+                                "applies": None, "reason": None, "estimate": None, "measured": None})
             for plugin, provided, error in call_each(pm.hook.advisor_techniques,
                                                      config={"techniques": settings.names}):
                 if error is not None:
