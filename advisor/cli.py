@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="estimate what techniques would gain, without measuring them")
     p.add_argument("--trial-budget", type=float, default=60.0, metavar="S",
                    help="seconds one technique's trial may take before it is stopped (default 60)")
+    p.add_argument("--pairs", choices=("gaining", "all", "none"), default="gaining",
+                   help="which pairs of techniques to measure together: of the three best that gained "
+                        "(default), all, or none")
     p.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="no:NAME",
                    help="block the plugin NAME (repeatable)")
 
@@ -91,7 +94,7 @@ def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]
         steps=ns.steps, timeout=ns.timeout, out=ns.out, blocked_plugins=_blocked(ns.plugin_options),
         script_stdout_to_stderr=ns.json, keep_running=ns.keep_running, command_line=("advisor", *argv),
         techniques=[t.strip() for t in ns.techniques.split(",") if t.strip()] if ns.techniques else None,
-        measure=not ns.no_measure, trial_budget=ns.trial_budget,
+        measure=not ns.no_measure, trial_budget=ns.trial_budget, pairs=ns.pairs,
     )
     err = _console(stderr=True)
     result = profile(options, show_progress=err.is_terminal)

@@ -52,6 +52,7 @@ class ProfileOptions:
     techniques: list[str] | None = None
     measure: bool = True
     trial_budget: float = 60.0
+    pairs: str = "gaining"
 
 
 @dataclasses.dataclass
@@ -265,6 +266,7 @@ def profile(options: ProfileOptions, show_progress: bool) -> RunResult:
                *(["--keep-running"] if options.keep_running else []), "--trials",
                *(["--techniques", ",".join(options.techniques)] if options.techniques else []),
                *(["--no-measure"] if not options.measure else []), "--trial-budget", str(options.trial_budget),
+               "--pairs", options.pairs,
                *(arg for name in options.blocked_plugins for arg in ("--block", name)),
                options.target, "--", *options.args]
     for collector in collectors:

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from advisor.runner.capture import Workload, _tensor_leaves, relative_error
-from advisor.technique import Context, Estimate, Technique, Verdict
+from advisor.technique import Context, Estimate, Technique, Verdict, amdahl
 
 PAIRS = 10
 WARMUP_STEPS = 2
@@ -34,6 +34,8 @@ class Measurement:
 
     speedup: float
     spread: float
+    #: the lower quartile of the pair ratios: what a cautious reader may count on
+    speedup_low: float
     pairs: int
     baseline_ms: float
     variant_ms: float
@@ -74,14 +76,17 @@ def measure(baseline: Callable[[], object], variant: Callable[[], object], pairs
     a_ms, b_ms = 1000 * statistics.median(times["a"]), 1000 * statistics.median(times["b"])
     setup_s = max(first_variant - b_ms / 1000, 0.0)
     saved_per_step_s = (a_ms * variant_scale - b_ms) / 1000 / variant_scale
-    return Measurement(speedup=median, spread=(q[2] - q[0]) / median if median else math.nan, pairs=len(ratios),
+    return Measurement(speedup=median, spread=(q[2] - q[0]) / median if median else math.nan, speedup_low=q[0],
+                       pairs=len(ratios),
                        baseline_ms=a_ms, variant_ms=b_ms, setup_s=setup_s,
                        break_even_steps=setup_s / saved_per_step_s if saved_per_step_s > 0 else None)
 
 
 def quality(reference: Workload, variant: Workload) -> dict:
     """Relative change of the outputs and (training) of the parameter gradients, on the same inputs and
-    RNG state; gradients are compared for parameters present with the same shape in both models."""
+    RNG state. Gradients are compared for parameters present with the same shape in both models; a
+    variant that runs k times the batch is compared on its first batch of outputs, its gradients
+    divided by k."""
     results = []
     for workload in (reference.clone(), variant.clone()):
         with torch.random.fork_rng(devices=[]):
@@ -91,16 +96,28 @@ def quality(reference: Workload, variant: Workload) -> dict:
             grads = {}
             if workload.training:
                 workload.backward(outputs)
-                grads = {n: p.grad for n, p in workload.model.named_parameters() if p.grad is not None}
+                grads = {n: p.grad / workload.batch_scale for n, p in workload.model.named_parameters()
+                         if p.grad is not None}
         results.append((_tensor_leaves(outputs), grads))
     (ref_out, ref_grads), (var_out, var_grads) = results
-    shapes_match = len(ref_out) == len(var_out) and all(a.shape == b.shape for a, b in zip(ref_out, var_out))
+    var_out = [_first_batch(v, r.shape) for r, v in zip(ref_out, var_out)]
+    shapes_match = len(ref_out) == len(var_out) and all(v is not None for v in var_out)
     report = {"output_rel_error": relative_error(ref_out, var_out) if shapes_match else None}
     if reference.training:
         common = [n for n in ref_grads if n in var_grads and ref_grads[n].shape == var_grads[n].shape]
         report["grad_rel_error"] = relative_error([ref_grads[n] for n in common],
                                                   [var_grads[n] for n in common]) if common else None
     return report
+
+
+def _first_batch(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
+    """``tensor`` cut to ``shape`` along dim 0 when it is a k-times batch of it, else None if shapes differ."""
+    if tensor.shape == shape:
+        return tensor
+    if tensor.dim() == len(shape) and tensor.dim() > 0 and tensor.shape[1:] == shape[1:] \
+            and shape[0] > 0 and tensor.shape[0] % shape[0] == 0:
+        return tensor[: shape[0]]
+    return None
 
 
 def _peak_memory_change(baseline: Workload, variant: Workload) -> int | None:
@@ -204,14 +221,16 @@ def family(name: str) -> str:
     return re.sub(r"_x?\d+$", "", name)
 
 
-def pairs_worth_measuring(records: list[dict], techniques: dict[str, Technique], top: int = 3,
+def pairs_worth_measuring(records: list[dict], techniques: dict[str, Technique], top: int | None = 3,
                           threshold: float = 1.05) -> list[Combined]:
-    """Pairs among the ``top`` best measured singles that gained at least ``threshold``, one per family."""
+    """Pairs among the ``top`` (None: all) best measured singles that gained at least ``threshold``,
+    one technique per family."""
     gaining, families = [], set()
     for r in sorted(records, key=lambda r: -((r.get("measured") or {}).get("speedup") or 0)):
         speedup = (r.get("measured") or {}).get("speedup") or 0
         name = r.get("technique")
-        if speedup >= threshold and name in techniques and family(name) not in families:
+        if r.get("status") == "measured" and speedup >= threshold and name in techniques \
+                and family(name) not in families:
             gaining.append(techniques[name])
             families.add(family(name))
     gaining = gaining[:top]
@@ -238,10 +257,39 @@ def hardware(workload: Workload | None) -> dict:
     return {"cpu_flags": flags, "cuda": bool(gpus), "gpus": gpus, "device": "cuda" if on_cuda else "cpu"}
 
 
+#: outputs that change by more than this (relative) rank after every technique that stays within it
+QUALITY_TOLERANCE = 0.05
+
+
+def replayed_share(summary: dict, training: bool) -> float | None:
+    """Share of the script's step that the replayed workload covers (forward, and for training backward
+    and the optimizer); data loading and the rest of the script's step are not replayed."""
+    parts = summary.get("breakdown") or {}
+    if not parts:
+        return None
+    phases = ("forward", "backward", "optimizer") if training else ("forward",)
+    return sum(parts.get(p, {}).get("share", 0.0) for p in phases)
+
+
+def project(records: list[dict], share: float | None) -> None:
+    """Add ``projected_speedup``: the measured gain of the replayed step carried over to the whole step."""
+    for r in records:
+        measured = r.get("measured")
+        if measured and measured.get("speedup") and share is not None:
+            measured["step_share"] = round(share, 4)
+            measured["projected_speedup"] = round(amdahl(share, measured["speedup"]), 4)
+            measured["projected_speedup_low"] = round(amdahl(share, measured["speedup_low"]), 4)
+
+
 def rank(records: list[dict]) -> list[dict]:
-    """Measured first, by measured speedup; then by estimated speedup; inapplicable last."""
+    """Measured first, those within :data:`QUALITY_TOLERANCE` before the others, each by the lower
+    quartile of its projected (else measured) speedup, so that a noisy gain does not outrank a steady
+    one; then by estimated speedup; inapplicable last."""
     def key(r):
-        measured = (r.get("measured") or {}).get("speedup")
+        measured = r.get("measured") or {}
+        gain = measured.get("projected_speedup_low") or measured.get("speedup_low")
+        error = (measured.get("quality") or {}).get("output_rel_error")
         estimated = (r.get("estimate") or {}).get("speedup")
-        return (measured is None, -(measured or 0), estimated is None, -(estimated or 0), not r.get("applies"))
+        return (gain is None, error is not None and error > QUALITY_TOLERANCE, -(gain or 0),
+                estimated is None, -(estimated or 0), not r.get("applies"))
     return sorted(records, key=key)

@@ -58,7 +58,8 @@ class OptimizerSpec:
     groups: list[dict]  # per group: its settings and the names of its parameters
 
     def build(self, model: torch.nn.Module) -> torch.optim.Optimizer:
-        params = dict(model.named_parameters())
+        # torch.compile wraps the model: its parameter names gain an ``_orig_mod.`` prefix
+        params = {n.replace("_orig_mod.", ""): p for n, p in model.named_parameters()}
         groups = [{**settings, "params": [params[n] for n in names if n in params]}
                   for settings, names in self.groups]
         accepted = inspect.signature(self.cls.__init__).parameters

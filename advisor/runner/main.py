@@ -27,6 +27,7 @@ class TrialSettings:
     measure: bool
     blocked: tuple[str, ...]
     budget_s: float
+    pairs: str = "gaining"  # "gaining": pairs of the best singles that gained; "all"; "none"
 
 
 class StopScript(BaseException):
@@ -125,7 +126,7 @@ class Runner:
         from advisor.plugins import call_each, plugin_manager
         from advisor.rundir import read_json
         from advisor.technique import Context, Technique
-        from advisor.trials import hardware, pairs_worth_measuring, rank, trial
+        from advisor.trials import hardware, pairs_worth_measuring, project, rank, replayed_share, trial
 
         settings = self.trials
         self.detector.paused = True
@@ -158,12 +159,18 @@ class Runner:
                 if settings.measure and self.workload is None and record.get("status") == "not measured":
                     record["status"] = f"not measured: no captured workload ({workload_info.get('reason')})"
                 records.append(record)
-            if measure:
+            if measure and settings.pairs != "none":
                 by_name = {t.name: t for t in techniques}
-                for i, pair in enumerate(pairs_worth_measuring(records, by_name)):
+                everything = settings.pairs == "all"
+                pairs = pairs_worth_measuring(records, by_name, top=None if everything else 3,
+                                              threshold=0.0 if everything else 1.05)
+                for i, pair in enumerate(pairs):
                     self.report(event="trial", name=pair.name, n=i + 1, of=0)
                     records.append({**trial(pair, context, self.workload, True, settings.budget_s), "pair": True})
-            atomic_write_json(self.run_dir / TRIALS_FILE, {"measured": measure, "techniques": rank(records)})
+            share = replayed_share(summary, bool(workload_info.get("training")))
+            project(records, share)
+            atomic_write_json(self.run_dir / TRIALS_FILE, {"measured": measure, "replayed_share": share,
+                                                           "techniques": rank(records)})
         finally:
             self.detector.paused = False
 
@@ -240,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-measure", action="store_true")
     parser.add_argument("--block", action="append", default=[])
     parser.add_argument("--trial-budget", type=float, default=60.0)
+    parser.add_argument("--pairs", choices=("gaining", "all", "none"), default="gaining")
     parser.add_argument("target")
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
@@ -257,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
     global active
     trials = TrialSettings(names=ns.techniques.split(",") if ns.techniques else None, measure=not ns.no_measure,
-                           blocked=tuple(ns.block), budget_s=ns.trial_budget) if ns.trials else None
+                           blocked=tuple(ns.block), budget_s=ns.trial_budget, pairs=ns.pairs) if ns.trials else None
     runner = active = Runner(run_dir, ns.warmup, ns.steps, progress_fd, ns.keep_running, trials)
     exit_code = 0
     try:

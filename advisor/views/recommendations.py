@@ -16,12 +16,11 @@ def _gain(value: float | None) -> str:
 def _quality(quality: dict | None) -> str:
     if not quality:
         return "-"
-    parts = []
-    if quality.get("output_rel_error") is not None:
-        parts.append(f"out {quality['output_rel_error']:.1e}")
-    if quality.get("grad_rel_error") is not None:
-        parts.append(f"grad {quality['grad_rel_error']:.1e}")
-    return " ".join(parts) or "-"
+    out, grad = quality.get("output_rel_error"), quality.get("grad_rel_error")
+    if out is None and grad is None:
+        return "-"
+    text = "-" if out is None else f"{out:.0e}"
+    return text + ("" if grad is None else f"/{grad:.0e}")
 
 
 def bottleneck_note(summary: dict) -> str | None:
@@ -40,13 +39,16 @@ def render_recommendations(summary: dict, snippets: bool = False) -> Group | Non
     records = summary.get("recommendations") or []
     if not records:
         return None
-    table = Table(title="Techniques (measured: baseline/variant step time, interleaved; quality: relative change)",
+    table = Table(title="Techniques: estimated; measured on the replayed model step (baseline/variant "
+                        "interleaved, ± half the IQR); carried over to the whole step; relative change of "
+                        "outputs/gradients",
                   title_justify="left", box=None, pad_edge=False, padding=(0, 1, 0, 0))
-    table.add_column("technique", no_wrap=True)
-    table.add_column("est.", justify="right", no_wrap=True)
-    table.add_column("measured", justify="right", no_wrap=True)
-    table.add_column("quality", no_wrap=True)
-    table.add_column("why / status", overflow="fold")
+    table.add_column("technique", overflow="fold", min_width=14)
+    table.add_column("est.", justify="right", no_wrap=True, min_width=5)
+    table.add_column("measured", justify="right", no_wrap=True, min_width=11)
+    table.add_column("step", justify="right", no_wrap=True, min_width=5)
+    table.add_column("out/grad", no_wrap=True, min_width=7)
+    table.add_column("why / status", no_wrap=True, overflow="ellipsis")
     for r in records:
         measured = r.get("measured") or {}
         speed = measured.get("speedup")
@@ -56,15 +58,19 @@ def render_recommendations(summary: dict, snippets: bool = False) -> Group | Non
         why = r.get("reason") or ""
         note = why if status in ("measured", "not measured") else f"{status}; {why}" if why else status
         table.add_row(escape(r.get("technique", "?")), _gain((r.get("estimate") or {}).get("speedup")),
-                      Text(shown, style=style), _quality(measured.get("quality")), escape(note))
+                      Text(shown, style=style), _gain(measured.get("projected_speedup")),
+                      _quality(measured.get("quality")), escape(note))
     parts = [table]
     note = bottleneck_note(summary)
     if note:
         parts.append(Text(note, style="yellow"))
-    best = next((r for r in records if (r.get("measured") or {}).get("speedup", 0) >= 1.1), None)
-    if best and not snippets:
-        parts.append(Text.assemble(("Best: ", "bold"), f"{best['technique']} ", "(`advisor show --snippets` "
-                                   "shows how to apply each)"))
+    best = records[0].get("measured") or {}
+    gain = best.get("projected_speedup") or best.get("speedup")
+    if gain and gain >= 1.05 and not snippets:
+        parts.append(Text.assemble(("Best: ", "bold"), f"{records[0]['technique']}, {gain:.2f}x on the whole step "
+                                   "(`advisor show --snippets` shows how to apply each technique)"))
+    elif best and not snippets:
+        parts.append(Text("No measured technique gains 5% or more on the whole step."))
     if snippets:
         for r in records:
             if r.get("snippet") and r.get("applies"):
