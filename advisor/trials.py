@@ -185,6 +185,7 @@ def trial(technique: Technique, context: Context, workload: Workload | None, mea
                                variant_scale=variant.batch_scale / workload.batch_scale).to_json()
             measured["memory_bytes"] = _peak_memory_change(workload, variant)
             measured["quality"] = checked
+            measured["notes"] = dict(fresh.notes)
         record["measured"] = measured
         record["status"] = "measured"
     except TrialOverBudget:

@@ -92,11 +92,14 @@ class Workload:
     #: samples per step relative to the captured step (a technique that doubles the batch sets 2.0),
     #: so that speedups compare throughput
     batch_scale: float = 1.0
+    #: what a technique wants reported about its change (e.g. ``parameters_removed``)
+    notes: dict = dataclasses.field(default_factory=dict)
 
     def clone(self) -> "Workload":
         """An independent copy: trials change copies, never the captured workload itself."""
         return dataclasses.replace(self, model=copy.deepcopy(self.model), args=_copy_tensors(self.args),
-                                   kwargs=_copy_tensors(self.kwargs), forward_contexts=list(self.forward_contexts))
+                                   kwargs=_copy_tensors(self.kwargs), forward_contexts=list(self.forward_contexts),
+                                   notes=dict(self.notes))
 
     def map_inputs(self, fn) -> None:
         """Replace every input tensor ``t`` by ``fn(t)``."""
