@@ -8,7 +8,7 @@ from conftest import SCRIPTS, run_advisor
 
 def _workload(tmp_path, script, *args):
     out = tmp_path / "run"
-    proc = run_advisor("profile", "--warmup", "3", "--steps", "3", "--out", out, script, *args)
+    proc = run_advisor("profile", "--warmup", "3", "--steps", "3", "--no-measure", "--out", out, script, *args)
     assert proc.returncode == 0, proc.stderr
     return json.loads((out / "workload.json").read_text())
 

@@ -6,7 +6,7 @@ from conftest import EXAMPLES, profile_json
 
 
 def _profile(tmp_path, example, *script_args):
-    proc, summary = profile_json(EXAMPLES / f"{example}.py", "--warmup", "2", "--steps", "4", "--",
+    proc, summary = profile_json(EXAMPLES / f"{example}.py", "--warmup", "2", "--steps", "4", "--no-measure", "--",
                                  "--steps", "30", *script_args, tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert summary["steps"]["count"] == 4

@@ -47,7 +47,7 @@ def _run(tmp_path, *args, env_extra=None):
                                                 "def advisor_collectors(config):\n    raise ValueError('bad')\n")
     env = {**os.environ, "PYTHONPATH": str(site), **(env_extra or {})}
     out = tmp_path / f"run{len(list(tmp_path.glob('run*')))}"
-    proc = run_advisor("profile", "--warmup", "1", "--steps", "2", "--out", out, *args,
+    proc = run_advisor("profile", "--warmup", "1", "--steps", "2", "--no-measure", "--out", out, *args,
                        SCRIPTS / "tiny_mlp_infer.py", env=env)
     return proc, json.loads((out / "meta.json").read_text())["collectors"]
 

@@ -12,7 +12,7 @@ from conftest import EXAMPLES, SCRIPTS, profile_json, run_advisor
 @pytest.fixture(scope="module")
 def cnn_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cnn")
-    proc, summary = profile_json(SCRIPTS / "tiny_cnn_train.py", "--warmup", "2", "--steps", "5", "--",
+    proc, summary = profile_json(SCRIPTS / "tiny_cnn_train.py", "--warmup", "2", "--steps", "5", "--no-measure", "--",
                                  "--steps", "40", tmp_path=tmp)
     return proc, summary, tmp / "run"
 
@@ -92,7 +92,7 @@ def test_show_reanalyses_when_summary_is_gone(cnn_run, tmp_path):
 
 
 def test_inference_steps_are_outermost_module_calls(tmp_path):
-    proc, summary = profile_json(SCRIPTS / "tiny_mlp_infer.py", "--warmup", "2", "--steps", "4", "--", "30",
+    proc, summary = profile_json(SCRIPTS / "tiny_mlp_infer.py", "--warmup", "2", "--steps", "4", "--no-measure", "--", "30",
                                  tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert summary["steps"]["detection"] == "module" and summary["steps"]["count"] == 4
@@ -100,7 +100,7 @@ def test_inference_steps_are_outermost_module_calls(tmp_path):
 
 
 def test_explicit_advisor_step_overrides(tmp_path):
-    proc, summary = profile_json(SCRIPTS / "explicit_steps.py", "--warmup", "2", "--steps", "5", tmp_path=tmp_path)
+    proc, summary = profile_json(SCRIPTS / "explicit_steps.py", "--warmup", "2", "--steps", "5", "--no-measure", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert summary["steps"]["detection"] == "explicit" and summary["steps"]["count"] == 5
     calls = {op["name"]: op["calls"] for op in summary["hot_ops"]}
@@ -109,7 +109,7 @@ def test_explicit_advisor_step_overrides(tmp_path):
 
 def test_never_stepping_script_still_reports_ops(tmp_path):
     out = tmp_path / "run"
-    proc = run_advisor("profile", SCRIPTS / "never_steps.py", "--out", out)
+    proc = run_advisor("profile", SCRIPTS / "never_steps.py", "--no-measure", "--out", out)
     assert proc.returncode == 0, proc.stderr
     assert "No steps found" in proc.stdout
     assert "aten::mm" in proc.stdout
@@ -118,14 +118,14 @@ def test_never_stepping_script_still_reports_ops(tmp_path):
 
 
 def test_module_target_with_arguments(tmp_path):
-    proc, summary = profile_json("--warmup", "1", "--steps", "3", "-m", "pkg.infer", "--", "a", "b",
+    proc, summary = profile_json("--warmup", "1", "--steps", "3", "--no-measure", "-m", "pkg.infer", "--", "a", "b",
                                  tmp_path=tmp_path, cwd=SCRIPTS)
     assert proc.returncode == 0, proc.stderr
     assert summary["steps"]["count"] == 3
 
 
 def test_data_loading_dominates_slow_loader(tmp_path):
-    proc, summary = profile_json(SCRIPTS / "slow_loader_train.py", "--warmup", "2", "--steps", "5", tmp_path=tmp_path)
+    proc, summary = profile_json(SCRIPTS / "slow_loader_train.py", "--warmup", "2", "--steps", "5", "--no-measure", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
     shares = {phase: part["share"] for phase, part in summary["breakdown"].items()}
     assert max(shares, key=shares.get) == "data", shares

@@ -35,7 +35,7 @@ def _run_in_pty(args, cwd, timeout=120) -> tuple[int, str]:
 
 
 def test_progress_line_on_a_terminal(tmp_path):
-    code, screen = _run_in_pty(["profile", "--warmup", "3", "--steps", "20", SCRIPTS / "slow_loader_train.py"],
+    code, screen = _run_in_pty(["profile", "--warmup", "3", "--steps", "20", "--no-measure", SCRIPTS / "slow_loader_train.py"],
                                cwd=tmp_path)
     assert code == 0, screen
     assert "(recording; steps found by optimizer)" in screen, screen[-2000:]
@@ -45,8 +45,8 @@ def test_progress_line_on_a_terminal(tmp_path):
 def test_default_store_and_show_newest(tmp_path):
     empty = run_advisor("show", cwd=tmp_path)
     assert empty.returncode == 10 and "no runs in .advisor/runs" in empty.stderr
-    first = run_advisor("profile", "--warmup", "1", "--steps", "2", SCRIPTS / "tiny_mlp_infer.py", cwd=tmp_path)
-    second = run_advisor("profile", "--warmup", "1", "--steps", "3", SCRIPTS / "tiny_mlp_infer.py", cwd=tmp_path)
+    first = run_advisor("profile", "--warmup", "1", "--steps", "2", "--no-measure", SCRIPTS / "tiny_mlp_infer.py", cwd=tmp_path)
+    second = run_advisor("profile", "--warmup", "1", "--steps", "3", "--no-measure", SCRIPTS / "tiny_mlp_infer.py", cwd=tmp_path)
     assert first.returncode == second.returncode == 0
     runs = sorted((tmp_path / ".advisor" / "runs").iterdir())
     assert len(runs) == 2 and all(r.name.endswith("tiny_mlp_infer") or "tiny_mlp_infer-" in r.name for r in runs)

@@ -22,63 +22,75 @@ def _parameter_bytes(context: Context) -> int:
     return int(context.workload.get("parameters") or 0) * _DTYPE_BYTES.get(context.workload.get("parameter_dtype"), 4)
 
 
-def _memory(context: Context) -> tuple[float, float, str] | None:
-    """(peak bytes, bytes the process could still grow by, where the numbers come from), or None."""
+def _memory(context: Context) -> tuple[float, float, float, str] | None:
+    """(peak bytes, the part of it that does not grow with the batch, bytes the process could still grow by,
+    where the numbers come from), or None when no peak is known."""
+    parameters = _parameter_bytes(context)
     memory = context.summary.get("memory") or {}
     if context.hardware.get("device") == "cuda":
         gpus = [g for g in memory.get("gpus") or [] if g.get("peak_used_bytes") and g.get("total_bytes")]
         if gpus:
             gpu = max(gpus, key=lambda g: g["peak_used_bytes"] / g["total_bytes"])
-            return (gpu["peak_used_bytes"], gpu["total_bytes"] - gpu["peak_used_bytes"],
+            return (gpu["peak_used_bytes"], parameters, gpu["total_bytes"] - gpu["peak_used_bytes"],
                     f"GPU {gpu.get('gpu', 0)} peak {_gib(gpu['peak_used_bytes'])} of {_gib(gpu['total_bytes'])}")
         peaks = [v for k, v in (memory.get("profiler_peak_bytes") or {}).items() if k.startswith("cuda")]
         totals = [g.get("total_memory") for g in context.hardware.get("gpus", []) if g.get("total_memory")]
         if peaks and totals:
-            return (max(peaks), totals[0] - max(peaks),
+            return (max(peaks), parameters, totals[0] - max(peaks),
                     f"CUDA allocator peak {_gib(max(peaks))} of {_gib(totals[0])}")
         return None
-    peak, total = memory.get("peak_rss_bytes"), memory.get("system_memory_bytes")
-    if not peak or not total:
-        return None
-    available = memory.get("min_available_bytes")
-    if available is not None:
-        free = min(available, total - peak)
-        where = (f"process peak RSS {_gib(peak)} of {_gib(total)} system memory, "
-                 f"{_gib(available)} still available at the tightest moment")
-    else:
-        free = total - peak
-        where = f"process peak RSS {_gib(peak)} of {_gib(total)} system memory"
-    return peak, free, where
+    total = memory.get("system_memory_bytes") or \
+        ((context.summary.get("environment") or {}).get("host") or {}).get("memory_bytes")
+    rss, available = memory.get("peak_rss_bytes"), memory.get("min_available_bytes")
+    if rss and total:
+        if available is not None:
+            return (rss, parameters, min(available, total - rss),
+                    f"process peak RSS {_gib(rss)} of {_gib(total)} system memory, "
+                    f"{_gib(available)} still available at the tightest moment")
+        return rss, parameters, total - rss, f"process peak RSS {_gib(rss)} of {_gib(total)} system memory"
+    # While the script still runs, only the profiler's view is known: the growth of tensor memory in the window.
+    allocated = (memory.get("profiler_peak_bytes") or {}).get("cpu")
+    if allocated and total:
+        return (allocated, 0, total - allocated,
+                f"tensor memory peak {_gib(allocated)} in the window of {_gib(total)} system memory "
+                "(the rest of the machine's use not known yet)")
+    return None
 
 
-def _fit(context: Context) -> tuple[int | None, str]:
-    """The largest multiple of the batch that fits (None when unknown), and the reasoning."""
+def _fit(context: Context) -> tuple[int | None, float | None, str]:
+    """The largest multiple of the batch that fits (None when unknown), the memory that grows with the
+    batch (None when unknown), and the reasoning."""
     found = _memory(context)
     if found is None:
-        return None, "peak memory not measured: whether a larger batch fits is not checked"
-    peak, free, where = found
-    activations = max(peak - _parameter_bytes(context), 1.0)
-    largest = int(1 + max(free, 0) * MEMORY_MARGIN / activations)
-    return largest, (f"{where}; assuming everything but the parameters grows linearly with the batch "
-                     f"({_gib(activations)} per batch), up to {largest}x the batch fits")
+        return None, None, "peak memory not measured: whether a larger batch fits is not checked"
+    peak, fixed, free, where = found
+    growing = max(peak - fixed, 1.0)
+    largest = int(1 + max(free, 0) * MEMORY_MARGIN / growing)
+    return largest, growing, (f"{where}; assuming what is not parameters grows linearly with the batch "
+                              f"({_gib(growing)} per batch), up to {largest}x the batch fits")
 
 
-def _fixed_share(context: Context) -> tuple[float, float]:
-    """(share of the step that is per-call fixed cost, share of the step in overhead-bound ops)."""
-    fixed = bound = 0.0
+def _fixed_share(context: Context) -> tuple[float, float, float]:
+    """(share of the step taken as fixed cost per step, share in overhead-bound ops, share of the listed ops).
+
+    In the listed (hot) ops, ~FIXED_COST_US of each call to an op averaging under OVERHEAD_BOUND_US is fixed
+    cost; the time outside the listed ops (smaller ops, Python between them) is assumed to split the same way.
+    """
+    fixed = bound = listed = 0.0
     for op in context.summary.get("hot_ops", []):
         calls, self_ms, share = op.get("calls") or 0, op.get("self_time_ms") or 0.0, op.get("share") or 0.0
         if calls <= 0 or share <= 0:
             continue
+        listed += share
         mean_us = 1000.0 * self_ms / calls
         if mean_us < OVERHEAD_BOUND_US:
             bound += share
             fixed += share * min(1.0, FIXED_COST_US / max(mean_us, 1e-9))
-    return fixed, bound
+    return (fixed / listed if listed > 0 else 0.0), bound, listed
 
 
 class BatchSize(Technique):
-    title = "Larger batches"
+    """The captured batch repeated ``factor`` times; speedups compare samples per second."""
 
     def __init__(self, factor: int):
         self.factor = factor
@@ -93,7 +105,7 @@ class BatchSize(Technique):
         batch = context.workload.get("batch_size")
         if not context.workload.get("captured", True) or not batch or batch <= 0:
             return Verdict(False, "no captured workload with a batch dimension (first dimension of the first input)")
-        largest, why = _fit(context)
+        largest, _, why = _fit(context)
         if largest is not None and largest < self.factor:
             return Verdict(False, f"captured batch {batch}: {self.factor * batch} is expected to run out of "
                                   f"memory ({why})")
@@ -101,34 +113,31 @@ class BatchSize(Technique):
 
     def estimate(self, context: Context) -> Estimate:
         k = self.factor
-        fixed, bound = _fixed_share(context)
-        peak = (context.summary.get("memory") or {}).get("peak_bytes")
-        memory = int((k - 1) * max(peak - _parameter_bytes(context), 0)) if peak else None
+        fixed, bound, listed = _fixed_share(context)
+        _, growing, _ = _fit(context)
+        memory = int((k - 1) * growing) if growing else None
         if context.workload.get("training"):
             risk = (f"the learning rate usually has to follow the batch size (linear scaling rule: lr x {k}, "
                     f"with warm-up); the loss per step is not comparable with the smaller batch's, there are "
-                    f"{k}x fewer optimizer steps per epoch, and BatchNorm statistics change")
+                    f"{k}x fewer optimizer steps per epoch, and BatchNorm statistics (if any) change")
         else:
             risk = "none for the results: each sample is computed the same way; the latency of one batch grows"
         return Estimate(
             speedup=round(amdahl(fixed, k), 3), memory_bytes=memory,
             basis=(f"Amdahl on samples per second: {bound:.0%} of the step in ops averaging under "
                    f"{OVERHEAD_BOUND_US:g} us per call (overhead-bound); counting ~{FIXED_COST_US:g} us of each such "
-                   f"call as fixed cost, {fixed:.1%} of the step is shared by {k}x the samples, the rest grows "
-                   f"linearly; memory: everything but the parameters assumed to grow linearly with the batch"),
+                   f"call as fixed cost, and the {max(1 - listed, 0):.0%} of the step outside the listed ops as alike, "
+                   f"{fixed:.0%} of the step is shared by {k}x the samples and the rest grows linearly; memory: all "
+                   f"but the parameters assumed to grow linearly with the batch"),
             risk=risk)
 
     def apply(self, workload):
-        from torch.utils._pytree import tree_flatten
-
-        import torch
-
         k = self.factor
-        first = next((x for x in tree_flatten((workload.args, workload.kwargs))[0]
-                      if isinstance(x, torch.Tensor) and x.dim() >= 1), None)
-        if first is None:
-            raise ValueError("no input tensor with a batch dimension")
-        batch = first.shape[0]
+        inputs: list = []
+        workload.map_inputs(lambda t: inputs.append(t) or t)  # the input tensors, in the order describe() lists
+        if not inputs or inputs[0].dim() == 0:
+            raise ValueError("the first input tensor has no batch dimension")
+        batch = inputs[0].shape[0]
 
         def repeat(t):
             if t.dim() >= 1 and t.shape[0] == batch:
@@ -137,11 +146,12 @@ class BatchSize(Technique):
             return t
 
         workload.map_inputs(repeat)
-        # Gradients of the outputs: repeated along the batch and divided by k, so that the repeated batch
-        # gives the captured parameter gradients (as a loss averaged over the batch does); a scalar loss's
-        # gradient (loss computed in forward) stays as it is.
-        workload.output_grads = [g.repeat(k, *[1] * (g.dim() - 1)) / k
-                                 if g is not None and g.dim() >= 1 and g.shape[0] == batch else g
+        # The gradients that reached the outputs: repeated along the batch, so that the k copies of each sample
+        # together give k times the captured parameter gradients, as k batches summed would. A scalar's gradient
+        # (a loss computed in forward, averaged over the batch) is multiplied by k to the same end.
+        workload.output_grads = [None if g is None else
+                                 g.repeat(k, *[1] * (g.dim() - 1)) if g.dim() >= 1 and g.shape[0] == batch else
+                                 g * k if g.dim() == 0 else g
                                  for g in workload.output_grads]
         workload.batch_scale = workload.batch_scale * k
         return workload
