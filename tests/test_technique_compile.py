@@ -89,7 +89,9 @@ def test_measured_through_the_command_line(tmp_path):
                                 SCRIPTS / "tiny_mlp_infer.py", "--", "20", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
     (record,) = [r for r in result["recommendations"] if r["technique"] == "compile"]
-    assert record["applies"] and record["estimate"]["speedup"] <= 1.1, record
+    # the estimate depends on how overhead-bound the ops looked in this run: bounded, and it says why
+    assert record["applies"] and record["estimate"]["speedup"] <= 2.0, record
+    assert "compil" in record["estimate"]["basis"]
     assert record["status"] == "measured", record
     measured = record["measured"]
     assert measured["speedup"] > 0 and measured["setup_s"] >= 0
