@@ -1,7 +1,8 @@
 """Wall-time cost of `advisor profile` against a plain `python example.py`, per example.
 
 Both run the whole script (advisor with --keep-running, so the script is not stopped after the
-recorded window), interleaved A B / B A in one session; the ratio is the median over pairs, with its
+recorded window; --no-measure, so that technique trials, which are extra work by design, are not
+counted as profiling overhead), interleaved A B / B A in one session; the ratio is the median over pairs, with its
 spread (min..max of the pair ratios).
 
     python benchmarks/profile_overhead.py [--steps 200] [--repeats 5] [--examples cnn_train ...]
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("--examples", nargs="*", default=EXAMPLES)
     args = parser.parse_args()
 
-    print(f"advisor profile (warmup 5, 10 recorded steps, --keep-running) vs python, {args.steps} steps, "
+    print(f"advisor profile (warmup 5, 10 recorded steps, --keep-running --no-measure) vs python, {args.steps} steps, "
           f"{args.repeats} interleaved pairs\n")
     print(f"{'example':<20} {'python s':>9} {'advisor s':>10} {'ratio':>7}  spread")
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,7 +44,7 @@ def main() -> None:
             plain = [sys.executable, script, "--steps", str(args.steps)]
             plain_times, advisor_times, ratios = [], [], []
             for r in range(args.repeats):
-                profiled = [sys.executable, "-m", "advisor", "profile", "--keep-running", "--out",
+                profiled = [sys.executable, "-m", "advisor", "profile", "--keep-running", "--no-measure", "--out",
                             f"{tmp}/{name}-{r}", script, "--", "--steps", str(args.steps)]
                 if r % 2 == 0:
                     a, b = _timed(plain), _timed(profiled)
