@@ -1,6 +1,5 @@
 """The bundled examples under the real CLI: each shows the bottleneck it was written for."""
 
-import pytest
 
 from conftest import EXAMPLES, profile_json
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from advisor.analysis.trace import load_trace
-from conftest import EXAMPLES, SCRIPTS, profile_json, run_advisor
+from conftest import SCRIPTS, profile_json, run_advisor
 
 
 @pytest.fixture(scope="module")
