@@ -9,6 +9,9 @@ from rich.table import Table
 from rich.text import Text
 
 
+_NOTE_LENGTH = 44  # the full reasons are in --json and trials.json
+
+
 def _gain(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
@@ -39,16 +42,15 @@ def render_recommendations(summary: dict, snippets: bool = False) -> Group | Non
     records = summary.get("recommendations") or []
     if not records:
         return None
-    table = Table(title="Techniques: estimated; measured on the replayed model step (baseline/variant "
-                        "interleaved, ± half the IQR); carried over to the whole step; relative change of "
-                        "outputs/gradients",
-                  title_justify="left", box=None, pad_edge=False, padding=(0, 1, 0, 0))
+    table = Table(title="Techniques", caption="measured: the replayed model step, baseline/variant interleaved "
+                  "(± half the IQR); step: that gain over the whole step; out/grad: relative change",
+                  title_justify="left", caption_justify="left", box=None, pad_edge=False, padding=(0, 1, 0, 0))
     table.add_column("technique", overflow="fold", min_width=14)
     table.add_column("est.", justify="right", no_wrap=True, min_width=5)
     table.add_column("measured", justify="right", no_wrap=True, min_width=11)
     table.add_column("step", justify="right", no_wrap=True, min_width=5)
     table.add_column("out/grad", no_wrap=True, min_width=7)
-    table.add_column("why / status", no_wrap=True, overflow="ellipsis")
+    table.add_column("why / status", overflow="fold")
     for r in records:
         measured = r.get("measured") or {}
         speed = measured.get("speedup")
@@ -57,6 +59,8 @@ def render_recommendations(summary: dict, snippets: bool = False) -> Group | Non
         status = r.get("status", "")
         why = r.get("reason") or ""
         note = why if status in ("measured", "not measured") else f"{status}; {why}" if why else status
+        if len(note) > _NOTE_LENGTH:
+            note = note[:_NOTE_LENGTH - 1] + "…"
         table.add_row(escape(r.get("technique", "?")), _gain((r.get("estimate") or {}).get("speedup")),
                       Text(shown, style=style), _gain(measured.get("projected_speedup")),
                       _quality(measured.get("quality")), escape(note))
