@@ -107,11 +107,16 @@ def test_summary_escapes_names_from_the_script():
                "breakdown": {"forward": {"ms": 1.0, "share": 1.0}},
                "hot_ops": [{"name": evil, "self_time_ms": 1.0, "share": 0.5, "calls": 1, "shapes": evil,
                             "source": f"{evil}.py:3", "gflops_per_s": None}],
-               "memory": {}, "utilisation": {}, "collectors": {"x": {"available": False, "reason": evil}}}
+               "memory": {}, "utilisation": {}, "collectors": {"x": {"available": False, "reason": evil}},
+               "recommendations": [{"technique": evil, "applies": True, "reason": evil, "status": "measured",
+                                    "estimate": {"speedup": 1.2}, "snippet": evil,
+                                    "measured": {"speedup": 1.5, "spread": 0.1, "projected_speedup": 1.3,
+                                                 "quality": {"output_rel_error": 1e-3}}}]}
     out = io.StringIO()
     Console(file=out, width=200, color_system=None).print(render_summary(summary))
     text = out.getvalue()
-    assert text.count("[bold red]<b>x</b>[/]") >= 4, text
+    assert text.count("[bold red]<b>x</b>[/]") >= 6, text
+    assert "1.50x" in text and "1.30x" in text
     json.dumps(summary)
 
 
