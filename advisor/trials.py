@@ -160,6 +160,12 @@ def _checked(value, kind: type, what: str):
     return value
 
 
+def broken_plugin(name: str, why: str) -> dict:
+    """The record of a plugin whose techniques could not even be asked."""
+    return {"technique": name, "status": f"broken plugin: {why}", "applies": None, "reason": None,
+            "estimate": None, "measured": None}
+
+
 def trial(technique: Technique, context: Context, workload: Workload | None, measure_it: bool,
           budget_s: float = BUDGET_SECONDS) -> dict:
     """One technique's record: verdict, estimate, and (when it applies and ``measure_it``) the measurement."""

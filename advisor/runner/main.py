@@ -126,7 +126,8 @@ class Runner:
         from advisor.plugins import call_each, plugin_manager
         from advisor.rundir import read_json
         from advisor.technique import Context, Technique
-        from advisor.trials import hardware, pairs_worth_measuring, project, rank, replayed_share, trial
+        from advisor.trials import (broken_plugin, hardware, pairs_worth_measuring, project, rank, replayed_share,
+                                    trial)
 
         settings = self.trials
         self.detector.paused = True
@@ -137,19 +138,15 @@ class Runner:
             pm = plugin_manager(settings.blocked)
             records, techniques = [], []
             for plugin, error in pm.load_errors.items():
-                records.append({"technique": plugin, "status": f"broken plugin: failed to load: {error}",
-                                "applies": None, "reason": None, "estimate": None, "measured": None})
+                records.append(broken_plugin(plugin, f"failed to load: {error}"))
             for plugin, provided, error in call_each(pm.hook.advisor_techniques,
                                                      config={"techniques": settings.names}):
                 if error is not None:
-                    records.append({"technique": plugin, "status": f"broken plugin: {type(error).__name__}: {error}",
-                                    "applies": None, "reason": None, "estimate": None, "measured": None})
+                    records.append(broken_plugin(plugin, f"{type(error).__name__}: {error}"))
                     continue
                 for technique in provided:
                     if not isinstance(technique, Technique):
-                        records.append({"technique": plugin, "status": f"broken plugin: returned "
-                                        f"{type(technique).__name__}, not a Technique", "applies": None,
-                                        "reason": None, "estimate": None, "measured": None})
+                        records.append(broken_plugin(plugin, f"returned {type(technique).__name__}, not a Technique"))
                     elif settings.names is None or technique.name in settings.names:
                         techniques.append(technique)
             measure = settings.measure and self.workload is not None
