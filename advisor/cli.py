@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default), all, or none")
     p.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="no:NAME",
                    help="block the plugin NAME (repeatable)")
+    p.add_argument("--tui", action="store_true", help="open the run in the terminal UI when it ends")
 
     pl = sub.add_parser("plugins", help="list installed plugins, their techniques and collectors, and load errors")
     pl.add_argument("--json", action="store_true", help="print the list as JSON")
@@ -65,6 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", nargs="?", type=Path, help="run directory (default: the newest run)")
     s.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     s.add_argument("--snippets", action="store_true", help="show how to apply each technique in your code")
+
+    t = sub.add_parser("tui", help="explore a run in the terminal UI")
+    t.add_argument("run", nargs="?", type=Path, help="run directory (default: the newest run)")
+
+    r = sub.add_parser("report", help="write a run (or two compared) as markdown with PNG plots, or JSON",
+                       usage="advisor report [RUN] [-o FILE] [--format md|json] | --compare RUN_A RUN_B")
+    r.add_argument("run", nargs="?", type=Path, help="run directory (default: the newest run)")
+    r.add_argument("--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"), help="compare RUN_B against RUN_A")
+    r.add_argument("-o", dest="out", type=Path, default=None, metavar="FILE",
+                   help="report file; PNG plots are written beside it (default: report.md or report.json in the "
+                        "run directory, comparison.md in the current one)")
+    r.add_argument("--format", choices=("md", "json"), default=None,
+                   help="markdown (default, or from the suffix of -o) or JSON")
     return parser
 
 
@@ -121,26 +135,50 @@ def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]
         if error is None and not summary["hot_ops"] and not summary["steps"]["count"]:
             error = NoTorchWork(f"{options.target} ran no PyTorch operations; nothing to profile "
                                 f"(run directory {result.run_dir})")
+    if ns.tui and summary is not None:  # a failed script's run too: the UI says what happened
+        _cmd_tui(result.run_dir)
     if error is not None:
         raise error
     return 0
 
 
 def _cmd_show(ns: argparse.Namespace) -> int:
-    from advisor.analysis.profile import analyse, write_analysis
-    from advisor.rundir import SUMMARY_FILE, load_meta, newest_run, read_json
+    from advisor.rundir import newest_run
+    from advisor.store import load_summary
 
-    run_dir = ns.run if ns.run is not None else newest_run()
-    load_meta(run_dir)
-    summary_path = Path(run_dir) / SUMMARY_FILE
-    summary = read_json(summary_path, "summary") if summary_path.exists() else write_analysis(analyse(run_dir))
-    summary["run_dir"] = str(Path(run_dir).resolve())
+    summary = load_summary(ns.run if ns.run is not None else newest_run())
     if ns.json:
         print(json.dumps(summary, default=str))
     else:
         from advisor.views.summary import print_summary
 
         print_summary(summary, _console(), snippets=ns.snippets)
+    return 0
+
+
+def _cmd_tui(run: Path | None) -> int:
+    from advisor.rundir import load_meta
+    from advisor.tui import make_app
+
+    if run is not None:
+        load_meta(run)  # a broken run given by name: one line and exit 10, before the screen opens
+    make_app(run).run()
+    return 0
+
+
+def _cmd_report(ns: argparse.Namespace) -> int:
+    from advisor.report import write_comparison, write_report
+    from advisor.rundir import newest_run
+
+    if ns.compare and ns.run is not None:
+        raise UsageError("advisor report: give RUN or --compare RUN_A RUN_B, not both")
+    fmt = ns.format or ("json" if ns.out is not None and ns.out.suffix == ".json" else "md")
+    if ns.compare:
+        path = write_comparison(*ns.compare, ns.out or Path(f"comparison.{fmt}"), fmt)
+    else:
+        run = ns.run if ns.run is not None else newest_run()
+        path = write_report(run, ns.out or Path(run) / f"report.{fmt}", fmt)
+    print(path)
     return 0
 
 
@@ -200,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_profile(ns, argv, script_args)
         if ns.command == "show":
             return _cmd_show(ns)
+        if ns.command == "tui":
+            return _cmd_tui(ns.run)
+        if ns.command == "report":
+            return _cmd_report(ns)
         if ns.command == "plugins":
             return _cmd_plugins(ns)
         raise UsageError(f"unknown command {ns.command}")

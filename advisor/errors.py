@@ -49,5 +49,11 @@ class AnalysisFailed(AdvisorError):
     exit_code = 11
 
 
+class ReportNotWritten(AdvisorError):
+    """The report's file or one of its plots cannot be written."""
+
+    exit_code = 12
+
+
 class Interrupted(AdvisorError):
     exit_code = 130

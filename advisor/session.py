@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import psutil
 
@@ -33,6 +34,8 @@ from advisor.views.progress import RunProgress
 
 #: seconds a stopped script gets to save its recording before it is killed
 GRACE_SECONDS = 15.0
+#: ``(steps_done, step detection mode, window done, elapsed seconds, activity)``, while the script runs
+ProgressListener = Callable[[int, "str | None", bool, float, "str | None"], None]
 _NOISE = ("USDT:", "Memory block of unknown size was allocated before the profiling started")
 
 
@@ -53,6 +56,7 @@ class ProfileOptions:
     measure: bool = True
     trial_budget: float = 60.0
     pairs: str = "gaining"
+    cwd: Path | None = None  # the script's working directory (default: ours)
 
 
 @dataclasses.dataclass
@@ -181,12 +185,12 @@ class _ProgressReader(threading.Thread):
 class _Child:
     """The script's process group, in a session of its own: stopped by SIGINT, killed after a grace period."""
 
-    def __init__(self, command: list[str], script_stdout_to_stderr: bool):
+    def __init__(self, command: list[str], script_stdout_to_stderr: bool, cwd: Path | None = None):
         read_fd, write_fd = os.pipe()
         env = {**os.environ, "ADVISOR_PROGRESS_FD": str(write_fd), "PYTHONUNBUFFERED": "1"}
         try:
             self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                            pass_fds=(write_fd,), env=env, start_new_session=True)
+                                            pass_fds=(write_fd,), env=env, start_new_session=True, cwd=cwd)
         finally:
             os.close(write_fd)
         self.progress = _ProgressReader(read_fd)
@@ -220,14 +224,17 @@ class _Child:
         self.interrupts += 1
         self.stop()
 
-    def watch(self, timeout: float | None, progress: RunProgress) -> int:
-        """Wait for the script to end, updating ``progress``; enforce ``timeout``; return its exit code."""
+    def watch(self, timeout: float | None, progress: RunProgress, on_update: ProgressListener | None = None) -> int:
+        """Wait for the script to end, updating ``progress`` (and ``on_update``); enforce ``timeout``;
+        return its exit code."""
         t0 = time.monotonic()
         while self.process.poll() is None:
             time.sleep(0.05)
             elapsed = time.monotonic() - t0
-            progress.update(self.progress.steps, self.progress.mode, self.progress.window_done, elapsed,
-                            self.progress.trial)
+            state = (self.progress.steps, self.progress.mode, self.progress.window_done, elapsed, self.progress.trial)
+            progress.update(*state)
+            if on_update is not None:
+                on_update(*state)
             if timeout and elapsed > timeout and not self.timed_out:
                 self.timed_out = True
                 self.stop()
@@ -238,8 +245,12 @@ class _Child:
         return self.process.returncode
 
 
-def profile(options: ProfileOptions, show_progress: bool) -> RunResult:
-    """Run the target under the collectors; return the run directory, its metadata and any error."""
+def profile(options: ProfileOptions, show_progress: bool, on_update: ProgressListener | None = None) -> RunResult:
+    """Run the target under the collectors; return the run directory, its metadata and any error.
+
+    ``on_update(steps_done, mode, window_done, elapsed_s, activity)`` is called while the script runs,
+    from the calling thread (``profile`` may run in any thread; only the main one handles Ctrl-C).
+    """
     if not options.is_module:
         check_script(options.target)
     run_dir = new_run_dir(options.out, options.target)
@@ -250,7 +261,7 @@ def profile(options: ProfileOptions, show_progress: bool) -> RunResult:
         "command": list(options.command_line),
         "target": {"kind": "module" if options.is_module else "script", "name": options.target,
                    "args": list(options.args)},
-        "cwd": os.getcwd(),
+        "cwd": str(options.cwd or os.getcwd()),
         "settings": {"warmup": options.warmup, "steps": options.steps, "timeout": options.timeout,
                      "keep_running": options.keep_running},
         "host": _host(),
@@ -271,7 +282,7 @@ def profile(options: ProfileOptions, show_progress: bool) -> RunResult:
                options.target, "--", *options.args]
     for collector in collectors:
         command = collector.wrap_command(command, run_dir)
-    child = _Child(command, options.script_stdout_to_stderr)
+    child = _Child(command, options.script_stdout_to_stderr, options.cwd)
     started_collectors = []
     for collector in collectors:
         try:
@@ -284,7 +295,7 @@ def profile(options: ProfileOptions, show_progress: bool) -> RunResult:
     previous = signal.signal(signal.SIGINT, child.on_sigint) if in_main_thread else None
     try:
         with RunProgress(show_progress, options.warmup, options.steps, options.keep_running) as progress:
-            returncode = child.watch(options.timeout, progress)
+            returncode = child.watch(options.timeout, progress, on_update)
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,1 @@
+"""The main screen, its panes (one module each) and the help dialog."""

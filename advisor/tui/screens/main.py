@@ -1,0 +1,61 @@
+"""The main screen: the open run's banner, one tab per pane, and the footer with the keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Static, TabbedContent
+
+from advisor.tui.screens.hot_ops import HotOpsPane
+from advisor.tui.screens.memory import MemoryPane
+from advisor.tui.screens.overview import OverviewPane
+from advisor.tui.screens.recommendations import RecommendationsPane
+from advisor.tui.screens.runs import RunsPane
+
+PANES = ("overview", "hot-ops", "memory", "recommendations", "runs")
+
+
+class MainScreen(Screen):
+    BINDINGS = [Binding(str(i + 1), f"show_pane('{pane}')", pane, show=False) for i, pane in enumerate(PANES)]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="banner")
+        with TabbedContent(initial="overview"):
+            yield OverviewPane()
+            yield HotOpsPane()
+            yield MemoryPane()
+            yield RecommendationsPane()
+            yield RunsPane()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "summary", self._show)
+
+    def _show(self, summary: dict | None) -> None:
+        self.query_one("#banner", Static).update(_banner(summary, self.app.problem))
+        for pane in (OverviewPane, HotOpsPane, MemoryPane, RecommendationsPane, RunsPane):
+            self.query_one(pane).show(summary, self.app.problem)
+
+    def action_show_pane(self, pane: str) -> None:
+        self.query_one(TabbedContent).active = pane
+
+    def on_runs_pane_open_run(self, message: RunsPane.OpenRun) -> None:
+        self.app.open_run(message.run_dir)
+        self.action_show_pane("overview")
+
+    def on_recommendations_pane_run_changed(self, message: RecommendationsPane.RunChanged) -> None:
+        self.app.reload()
+
+
+def _banner(summary: dict | None, problem: str | None) -> Text:
+    if summary is None:
+        return Text.assemble(("advisor ", "bold"), ("no run open", "yellow"))
+    target = summary.get("target") or {}
+    outcome = str(summary.get("outcome"))
+    style = "green" if outcome in ("completed", "stopped_after_window") else "yellow"
+    return Text.assemble(("advisor ", "bold"), Path(str(summary.get("run_dir", ""))).name, "  ",
+                         str(target.get("name", "")), "  ", (outcome, style))

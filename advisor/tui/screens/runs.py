@@ -1,0 +1,108 @@
+"""Runs: the runs of the store; open one, or compare the selected run with the open one."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Static, TabPane
+
+from advisor.analysis.compare import compare
+from advisor.errors import RunDirError
+from advisor.store import list_runs, load_summary
+
+
+class RunsPane(TabPane):
+    BINDINGS = [Binding("enter", "open", "Open"), Binding("c", "compare", "Compare with open run")]
+
+    class OpenRun(Message):
+        def __init__(self, run_dir: Path):
+            super().__init__()
+            self.run_dir = run_dir
+
+    def __init__(self):
+        super().__init__("Runs", id="runs")
+        self.runs = []
+        self.summary: dict | None = None
+
+    def compose(self) -> ComposeResult:
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        with VerticalScroll(id="comparison-box"):
+            yield Static(id="comparison")
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).add_columns("", "run", "script", "outcome", "step ms", "started")
+
+    def show(self, summary: dict | None, problem: str | None) -> None:
+        self.summary = summary
+        self.runs = list_runs(self.app.store)
+        table = self.query_one(DataTable)
+        table.clear()
+        open_dir = Path(summary["run_dir"]).resolve() if summary else None
+        for run in self.runs:
+            started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started_at)) if run.started_at else ""
+            table.add_row("▶" if run.path.resolve() == open_dir else "", run.id, Path(run.target).name,
+                          run.problem or run.outcome,
+                          Text(f"{run.median_ms:.2f}" if run.median_ms else "-", justify="right"), started)
+        self.query_one("#comparison", Static).update(Text(
+            f"No runs in {self.app.store}: run `advisor profile SCRIPT` first." if not self.runs else
+            "enter opens the selected run; c compares it with the open one.", style="grey50"))
+
+    def _selected(self):
+        row = self.query_one(DataTable).cursor_row
+        return self.runs[row] if 0 <= row < len(self.runs) else None
+
+    def action_open(self) -> None:
+        run = self._selected()
+        if run is not None:
+            self.post_message(self.OpenRun(run.path))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    def action_compare(self) -> None:
+        run = self._selected()
+        view = self.query_one("#comparison", Static)
+        if run is None or self.summary is None:
+            self.notify("open a run and select another one to compare them", severity="warning")
+            return
+        try:
+            other = load_summary(run.path)
+        except RunDirError as exc:
+            view.update(Text(str(exc), style="yellow"))
+            return
+        view.update(render_comparison(compare(self.summary, other)))
+
+
+def render_comparison(comparison: dict) -> Group:
+    """A comparison (see :func:`advisor.analysis.compare.compare`) as Rich tables."""
+    step = comparison["step_ms"]
+    names = {key: Path(str(comparison[key]["run_dir"])).name for key in ("a", "b")}
+    head = Text.assemble(("A ", "bold"), names["a"], ("  B ", "bold"), names["b"], "\n")
+    if step["ratio"] is not None:
+        head.append(f"median step A {step['a']:.2f} ms, B {step['b']:.2f} ms: B/A ", style="")
+        head.append(f"{step['ratio']:.2f}x", style="bold green" if step["ratio"] < 0.95 else
+                    "bold red" if step["ratio"] > 1.05 else "bold")
+    else:
+        head.append("no step time to compare (a run recorded no steps)", style="yellow")
+    phases = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), title="ms per step", title_justify="left")
+    for column in ("phase", "A", "B", "B-A"):
+        phases.add_column(column, justify="left" if column == "phase" else "right")
+    for phase, v in comparison["breakdown"].items():
+        phases.add_row(phase, *(f"{x:.2f}" if x is not None else "-" for x in (v["a_ms"], v["b_ms"], v["delta_ms"])))
+    ops = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), title="ops that moved most (ms per step)",
+                title_justify="left")
+    ops.add_column("op", no_wrap=True, overflow="ellipsis", max_width=34)
+    for column in ("A", "B", "B-A"):
+        ops.add_column(column, justify="right")
+    for op in comparison["hot_ops"]:
+        ops.add_row(op["name"], *(f"{x:.2f}" if x is not None else "-" for x in (op["a_ms"], op["b_ms"], op["delta_ms"])))
+    return Group(head, phases, ops)
