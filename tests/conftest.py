@@ -42,3 +42,21 @@ def install_plugin(site: Path, name: str, source: str) -> None:
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(f"[advisor]\n{name} = {name}\n")
+
+
+RECORDED_RUN = Path(__file__).parent / "data" / "recorded_run_tiny_cnn"
+
+
+def copy_recorded_run(parent: Path) -> Path:
+    """A writable copy of the committed run of tests/scripts/tiny_cnn_train.py (recorded on another machine:
+    no trace, its paths point nowhere here), under its own name in ``parent``."""
+    import shutil
+
+    return Path(shutil.copytree(RECORDED_RUN, parent / RECORDED_RUN.name))
+
+
+def profile_run(out: Path, script: Path, *options: str, script_args: tuple[str, ...] = (), cwd=None) -> Path:
+    """A real ``advisor profile`` run into ``out``; its exit code is not checked (failed scripts are wanted too)."""
+    proc = run_advisor("profile", "--out", out, *options, script, "--", *script_args, cwd=cwd)
+    assert (out / "summary.json").exists(), proc.stderr
+    return out

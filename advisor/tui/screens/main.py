@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent
+from textual.widgets import Footer, Static, TabbedContent, Tabs
 
 from advisor.tui.screens.hot_ops import HotOpsPane
 from advisor.tui.screens.memory import MemoryPane
@@ -41,7 +41,9 @@ class MainScreen(Screen):
             self.query_one(pane).show(summary, self.app.problem)
 
     def action_show_pane(self, pane: str) -> None:
-        self.query_one(TabbedContent).active = pane
+        tabs = self.query_one(TabbedContent)
+        tabs.active = pane
+        tabs.query_one(Tabs).focus()  # focus left in the hidden pane would bring it back
 
     def on_runs_pane_open_run(self, message: RunsPane.OpenRun) -> None:
         self.app.open_run(message.run_dir)

@@ -38,7 +38,7 @@ class RunsPane(TabPane):
             yield Static(id="comparison")
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("", "run", "script", "outcome", "step ms", "started")
+        self.query_one(DataTable).add_columns("", "run", "script", "outcome", "step ms", "started (UTC)")
 
     def show(self, summary: dict | None, problem: str | None) -> None:
         self.summary = summary
@@ -47,7 +47,7 @@ class RunsPane(TabPane):
         table.clear()
         open_dir = Path(summary["run_dir"]).resolve() if summary else None
         for run in self.runs:
-            started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started_at)) if run.started_at else ""
+            started = time.strftime("%Y-%m-%d %H:%M", time.gmtime(run.started_at)) if run.started_at else ""
             table.add_row("▶" if run.path.resolve() == open_dir else "", run.id, Path(run.target).name,
                           run.problem or run.outcome,
                           Text(f"{run.median_ms:.2f}" if run.median_ms else "-", justify="right"), started)
