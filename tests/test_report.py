@@ -1,0 +1,109 @@
+"""``advisor report``: markdown and JSON from real runs, PNG plots beside the report and linked from it,
+comparisons, bad input, and names from the user's script rendered as text, never as markup."""
+
+import html
+import json
+import re
+
+import pytest
+from markdown_it import MarkdownIt
+
+from advisor.cli import main
+from conftest import copy_recorded_run, no_advisor_traceback, profile_run, run_advisor
+
+PNG = b"\x89PNG\r\n\x1a\n"
+#: an autograd op and a profiler label are named this; the script's own file name is WEIRD_FILE
+WEIRD_NAME = "<script>alert(1)</script>|*bold*"
+WEIRD_FILE = "we*ird_<b>|name.py"
+WEIRD_SCRIPT = f'''"""Names with markdown and HTML special characters: this file, an autograd op, a profiler label."""
+import torch
+from torch import nn
+
+NAME = {WEIRD_NAME!r}
+Weird = type(NAME, (torch.autograd.Function,), {{"forward": staticmethod(lambda ctx, x: x * 2),
+                                                "backward": staticmethod(lambda ctx, grad: grad * 2)}})
+model = nn.Linear(8, 8)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+for _ in range(12):
+    with torch.profiler.record_function(NAME):
+        loss = Weird.apply(model(torch.randn(4, 8))).sum()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+'''
+
+
+def rendered_text(markdown: str) -> tuple[str, str]:
+    """The HTML GitHub-flavoured markdown renders to, and its text with the tags stripped."""
+    page = MarkdownIt("gfm-like").render(markdown)
+    return page, html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
+@pytest.fixture(scope="session")
+def recorded(tmp_path_factory):
+    return copy_recorded_run(tmp_path_factory.mktemp("report"))
+
+
+@pytest.fixture(scope="session")
+def weird_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("weird")
+    (root / WEIRD_FILE).write_text(WEIRD_SCRIPT)
+    return profile_run(root / "run", root / WEIRD_FILE, "--no-measure", "--warmup", "2", "--steps", "3", cwd=root)
+
+
+def test_markdown_report_with_plots(recorded, tmp_path, capsys):
+    out = tmp_path / "out" / "cnn.md"
+    assert main(["report", str(recorded), "-o", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    text = out.read_text()
+    for heading in ("# advisor report: tiny\\_cnn\\_train\\.py", "## Environment", "## Summary",
+                    "## Where a step goes", "## Hot ops", "## Memory", "## Findings", "## Recommendations",
+                    "## Collectors"):
+        assert heading in text
+    assert "| torch | 2\\.13" in text and "No findings recorded." in text
+    for plot in ("breakdown", "memory", "gains"):
+        assert f"](cnn-{plot}.png)" in text
+        assert (out.parent / f"cnn-{plot}.png").read_bytes().startswith(PNG)
+    assert "```python\nmodel = model.to(memory_format=torch.channels_last)" in text
+    assert re.search(r"\| channels\\_last \| [\d.]+x \| [\d.]+x ±\d+% \|", text)  # estimated, measured, spread
+
+
+def test_json_report(recorded, tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["report", str(recorded), "-o", str(out)]) == 0  # the format follows the suffix
+    data = json.loads(out.read_text())
+    assert data["steps"]["count"] == 4 and data["recommendations"] and data["run_dir"] == str(recorded)
+
+
+def test_comparison(recorded, weird_run, tmp_path):
+    out = tmp_path / "cmp.md"
+    assert main(["report", "--compare", str(recorded), str(weird_run), "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "# advisor comparison" in text and "B takes" in text and "## Hot ops that moved the most" in text
+    assert (tmp_path / "cmp-breakdown.png").read_bytes().startswith(PNG)
+    assert main(["report", "--compare", str(recorded), str(weird_run), "--format", "json", "-o",
+                 str(tmp_path / "cmp.json")]) == 0
+    data = json.loads((tmp_path / "cmp.json").read_text())
+    assert data["step_ms"]["ratio"] > 0 and data["hot_ops"]
+
+
+def test_user_names_render_as_text(weird_run, tmp_path):
+    out = tmp_path / "weird.md"
+    assert main(["report", str(weird_run), "-o", str(out)]) == 0
+    page, text = rendered_text(out.read_text())
+    assert "<script" not in page and "<b>" not in page and "<em>bold" not in page
+    assert f"{WEIRD_NAME}Backward" in text  # the autograd op, whole, as text
+    assert f"{WEIRD_FILE}:" in text  # the call sites in the script
+    assert text.split("Target: ")[1].splitlines()[0].endswith(f"/{WEIRD_FILE}")
+
+
+@pytest.mark.parametrize("case", ["missing run", "not a run", "unwritable output"])
+def test_bad_input(case, recorded, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    args = {"missing run": ["report", tmp_path / "nope"], "not a run": ["report", tmp_path],
+            "unwritable output": ["report", recorded, "-o", blocker / "r.md"]}[case]
+    proc = run_advisor(*args)
+    assert proc.returncode == (12 if case == "unwritable output" else 10)
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("advisor: error:")
+    assert no_advisor_traceback(proc.stderr)
