@@ -5,7 +5,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: demo test benchmark clean
+.PHONY: demo test benchmark reports clean
 
 demo: $(VENV)/.installed
 	$(BIN)/advisor profile examples/cnn_train.py --warmup 5 --steps 10 -- --steps 200
@@ -15,6 +15,19 @@ test: $(VENV)/.installed
 
 benchmark: $(VENV)/.installed
 	$(BIN)/python benchmarks/profile_overhead.py
+
+# The sample reports in reports/, made from the bundled examples (runs kept in .advisor/sample-runs/).
+SAMPLE_RUNS := .advisor/sample-runs
+reports: $(VENV)/.installed
+	rm -rf $(SAMPLE_RUNS)
+	$(BIN)/advisor profile --out $(SAMPLE_RUNS)/cnn_train --warmup 3 --steps 5 examples/cnn_train.py -- --steps 60
+	$(BIN)/advisor report $(SAMPLE_RUNS)/cnn_train -o reports/cnn_train/report.md
+	$(BIN)/advisor profile --out $(SAMPLE_RUNS)/transformer_train --warmup 3 --steps 5 examples/transformer_train.py -- --steps 60
+	$(BIN)/advisor report $(SAMPLE_RUNS)/transformer_train -o reports/transformer_train/report.md
+	$(BIN)/advisor profile --out $(SAMPLE_RUNS)/input_bound_0_workers --no-measure examples/input_bound_train.py -- --num-workers 0
+	$(BIN)/advisor profile --out $(SAMPLE_RUNS)/input_bound_2_workers --no-measure examples/input_bound_train.py -- --num-workers 2
+	$(BIN)/advisor report --compare $(SAMPLE_RUNS)/input_bound_0_workers $(SAMPLE_RUNS)/input_bound_2_workers \
+		-o reports/input_bound_workers/comparison.md
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -242,3 +242,10 @@ def test_run_of_a_failed_script(odd_runs):
             await pilot.press(pane)
 
     drive(app, scenario)
+
+
+def test_tui_command_refuses_a_broken_run(tmp_path, capsys):
+    from advisor.cli import main
+
+    assert main(["tui", str(tmp_path / "nope")]) == 10
+    assert capsys.readouterr().err.startswith("advisor: error: ")

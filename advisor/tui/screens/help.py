@@ -10,17 +10,20 @@ from textual.widgets import Static
 
 KEYS = """\
 [b]Anywhere[/]
-  1-5 or click a tab   Overview, Hot ops, Memory, Recommendations, Runs
-  tab / shift+tab      move the focus
-  ?                    this help       q   quit
+  1 to 5, or a click on a tab  the panes (Overview ... Runs)
+  tab, shift+tab               move the focus
+  ?  this help                 q  quit
 [b]Hot ops[/]
-  /  filter by name or source      s  next sort column      r  reverse the order
-  enter, arrows        select an op: its details and the source lines of its call site
-  click a column title sort by it
+  /  filter by op name or source file
+  s  sort by the next column   r  reverse the order
+  a click on a column title    sort by it
+  up, down                     select an op: details, source lines
 [b]Recommendations[/]
-  m  measure the selected technique again (runs your script; the UI stays usable)
+  m  measure the selected technique again: runs your script
+     in the background; the result is saved into the run
 [b]Runs[/]
-  enter  open the run      c  compare the selected run with the open one
+  enter  open the selected run
+  c      compare the selected run with the open one
 """
 
 

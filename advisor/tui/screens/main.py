@@ -59,5 +59,5 @@ def _banner(summary: dict | None, problem: str | None) -> Text:
     target = summary.get("target") or {}
     outcome = str(summary.get("outcome"))
     style = "green" if outcome in ("completed", "stopped_after_window") else "yellow"
-    return Text.assemble(("advisor ", "bold"), Path(str(summary.get("run_dir", ""))).name, "  ",
-                         str(target.get("name", "")), "  ", (outcome, style))
+    return Text.assemble(("advisor ", "bold"), Path(str(summary.get("run_dir", ""))).name, "  ", (outcome, style),
+                         "  ", Path(str(target.get("name", ""))).name)
