@@ -81,7 +81,6 @@ def test_hot_ops_sort_filter_select(store):
         table = app.screen.query_one("#ops-table", DataTable)
         self_ms = [float(x) for x in column(table, 1)]
         assert len(self_ms) > 15 and self_ms == sorted(self_ms, reverse=True)  # all ops, hottest first
-        table.focus()
         await pilot.press("s")  # next sort column: calls, most first
         calls = [int(x) for x in column(table, 3)]
         assert calls == sorted(calls, reverse=True)
@@ -140,7 +139,6 @@ def test_runs_open_and_compare(store):
         await pilot.press("5")
         table = app.screen.query_one("#runs-table", DataTable)
         assert column(table, 1) == ["fresh_tiny_cnn", recorded.name]
-        table.focus()
         await pilot.press("down", "c")
         comparison = shown(app, "#comparison")
         assert "B/A" in comparison and "ops that moved most" in comparison and "forward" in comparison
@@ -162,7 +160,6 @@ def test_measure_from_the_ui(store):
         await pilot.press("4")
         table = app.screen.query_one("#techniques", DataTable)
         assert column(table, 0) == ["channels_last"] and column(table, 5) == ["not measured"]
-        table.focus()
         await pilot.press("m")
         await pilot.pause(0.5)
         assert app.screen.query_one("#measure-status").display
@@ -188,7 +185,6 @@ def test_measure_when_the_script_is_gone(store, tmp_path):
 
     async def scenario(pilot):
         await pilot.press("4")
-        app.screen.query_one("#techniques", DataTable).focus()
         await pilot.press("m")
         await app.workers.wait_for_complete()
         await pilot.pause()

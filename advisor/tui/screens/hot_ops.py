@@ -93,6 +93,9 @@ class HotOpsPane(TabPane):
             table.columns[key].label = Text(f"{title}{arrow}" if key == self.sort_key else title)
         if table.row_count:
             self._select(0)
+        elif self.ops:
+            self.query_one("#op-details", Static).update(Text(f"no op matches {self.filter_text!r}", style="yellow"))
+            self.query_one(SourceView).update("")
 
     def _select(self, row: int) -> None:
         ops = self.visible_ops()

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, Tabs
+from textual.widgets import DataTable, Footer, Static, TabbedContent, Tabs
 
 from advisor.tui.screens.hot_ops import HotOpsPane
 from advisor.tui.screens.memory import MemoryPane
@@ -41,9 +41,13 @@ class MainScreen(Screen):
             self.query_one(pane).show(summary, self.app.problem)
 
     def action_show_pane(self, pane: str) -> None:
-        tabs = self.query_one(TabbedContent)
-        tabs.active = pane
-        tabs.query_one(Tabs).focus()  # focus left in the hidden pane would bring it back
+        self.query_one(TabbedContent).active = pane
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        """Focus the shown pane's table, so that its keys work at once (and focus left in a hidden pane
+        does not bring that pane back)."""
+        tables = event.pane.query(DataTable)
+        (tables.first() if tables else self.query_one(TabbedContent).query_one(Tabs)).focus()
 
     def on_runs_pane_open_run(self, message: RunsPane.OpenRun) -> None:
         self.app.open_run(message.run_dir)
