@@ -60,3 +60,18 @@ def profile_run(out: Path, script: Path, *options: str, script_args: tuple[str, 
     proc = run_advisor("profile", "--out", out, *options, script, "--", *script_args, cwd=cwd)
     assert (out / "summary.json").exists(), proc.stderr
     return out
+
+
+FINDINGS = [{"id": "conv_bound", "title": "Convolutions take most of the step", "severity": 0.61,
+             "evidence": "aten::mkldnn_convolution and its backward: 61% of the step", "fix": "...",
+             "technique": "channels_last", "measured": None},
+            {"id": "small_batch", "title": "The batch is small for this machine", "severity": 0.2,
+             "evidence": "batch 8", "fix": "...", "technique": "batch_size_x2", "measured": None}]
+
+
+def with_findings(parent):
+    """The recorded run with findings in its summary, as the analysis of findings writes them."""
+    run = copy_recorded_run(parent)
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "findings": FINDINGS}))
+    return run

@@ -9,7 +9,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from advisor.cli import main
-from conftest import copy_recorded_run, no_advisor_traceback, profile_run, run_advisor
+from conftest import FINDINGS, copy_recorded_run, no_advisor_traceback, profile_run, run_advisor, with_findings
 
 PNG = b"\x89PNG\r\n\x1a\n"
 #: an autograd op and a profiler label are named this; the script's own file name is WEIRD_FILE
@@ -95,6 +95,13 @@ def test_user_names_render_as_text(weird_run, tmp_path):
     assert f"{WEIRD_NAME}Backward" in text  # the autograd op, whole, as text
     assert f"{WEIRD_FILE}:" in text  # the call sites in the script
     assert text.split("Target: ")[1].splitlines()[0].endswith(f"/{WEIRD_FILE}")
+
+
+def test_findings_in_the_report(tmp_path):
+    out = tmp_path / "f.md"
+    assert main(["report", str(with_findings(tmp_path)), "-o", str(out)]) == 0
+    _, text = rendered_text(out.read_text())
+    assert f"{FINDINGS[0]['title']} (61.0% at stake): {FINDINGS[0]['evidence']}" in text
 
 
 @pytest.mark.parametrize("case", ["missing run", "not a run", "unwritable output"])

@@ -12,7 +12,7 @@ from textual.widgets import DataTable, TabbedContent
 
 from advisor.tui import make_app
 from advisor.tui.widgets.share_bar import ShareBar
-from conftest import SCRIPTS, copy_recorded_run, profile_run
+from conftest import FINDINGS, SCRIPTS, copy_recorded_run, profile_run, with_findings
 
 SIZE = (80, 24)
 
@@ -245,3 +245,15 @@ def test_tui_command_refuses_a_broken_run(tmp_path, capsys):
 
     assert main(["tui", str(tmp_path / "nope")]) == 10
     assert capsys.readouterr().err.startswith("advisor: error: ")
+
+
+
+def test_overview_findings(tmp_path):
+    app = make_app(with_findings(tmp_path))
+
+    async def scenario(pilot):
+        text = shown(app, "#overview-findings")
+        assert " 61% Convolutions take most of the step" in text and " 20% The batch is small" in text
+        assert text.index("Convolutions") < text.index("batch is small")
+
+    drive(app, scenario)
