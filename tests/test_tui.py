@@ -12,7 +12,7 @@ from textual.widgets import DataTable, TabbedContent
 
 from advisor.tui import make_app
 from advisor.tui.widgets.share_bar import ShareBar
-from conftest import FINDINGS, SCRIPTS, copy_recorded_run, profile_run, with_findings
+from conftest import SCRIPTS, copy_recorded_run, profile_run, with_findings
 
 SIZE = (80, 24)
 

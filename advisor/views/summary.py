@@ -79,12 +79,12 @@ def _hot_ops_table(summary: dict) -> Table | None:
             row.append(f"{op.get('device_time_ms') or 0:.2f}")
         gflops = op.get("gflops_per_s")
         row += [_pct(op.get("share")), str(op.get("calls")), f"{gflops:.1f}" if gflops else "",
-                escape(_short_source(op.get("source"))), escape(op.get("shapes") or "")]
+                escape(short_source(op.get("source"))), escape(op.get("shapes") or "")]
         table.add_row(*row)
     return table
 
 
-def _short_source(source: str | None) -> str:
+def short_source(source: str | None) -> str:
     """``file.py:12`` without its folders (the JSON and the CSV keep the path)."""
     return source.replace("\\", "/").rsplit("/", 1)[-1] if source else ""
 

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Input, Static, TabPane
 
 from advisor.store import hot_ops_table, source_lines
 from advisor.tui.widgets.source_view import SourceView
+from advisor.views.summary import short_source
 
 #: column key, title, width, and whether it sorts largest first; the first five fit in 80 columns
 COLUMNS = (("name", "op", 26, False), ("self_time_ms", "self ms", 8, True), ("share", "share", 6, True),
@@ -35,7 +36,7 @@ def _cell(key: str, value) -> str | Text:
     if key == "calls":
         return Text(str(value), justify="right")
     if key == "source":
-        return str(value).replace("\\", "/").rsplit("/", 1)[-1]
+        return short_source(value)
     return str(value)
 
 

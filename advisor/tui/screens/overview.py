@@ -64,7 +64,7 @@ def _steps(summary: dict) -> Text:
     spread = steps.get("spread")
     text.append("Step ", style="bold")
     text.append(f"{steps['median_ms']:.2f} ms", style="bold")
-    text.append(f" median" + (f" (±{100 * spread / 2:.1f}%)" if spread is not None else "")
+    text.append(" median" + (f" (±{100 * spread / 2:.1f}%)" if spread is not None else "")
                 + f" of {steps['count']} steps, found by {steps.get('detection')}; mean step:")
     return text
 

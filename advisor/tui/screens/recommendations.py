@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Label, ProgressBar, Static, TabPane
 
 from advisor.errors import AdvisorError
+from advisor.remeasure import Progress
 
 
 def _gain(value: float | None) -> str:
@@ -111,7 +112,7 @@ class RecommendationsPane(TabPane):
             return
         self.app.call_from_thread(self._finished, technique, record, None)
 
-    def _progress(self, progress) -> None:
+    def _progress(self, progress: Progress) -> None:
         self.query_one("#measure-text", Label).update(progress.text)
         bar = self.query_one(ProgressBar)
         if progress.fraction is None:
