@@ -75,3 +75,32 @@ def with_findings(parent):
     summary = json.loads((run / "summary.json").read_text())
     (run / "summary.json").write_text(json.dumps({**summary, "findings": FINDINGS}))
     return run
+
+
+#: an autograd op and a profiler label of the weird run are named this (markdown, HTML and Rich markup);
+#: its script's file is named WEIRD_FILE
+WEIRD_NAME = "<script>alert(1)</script>|*bold*[/]"
+WEIRD_FILE = "we*ird_<b>|name.py"
+WEIRD_SCRIPT = f'''"""Names with markdown and HTML special characters: this file, an autograd op, a profiler label."""
+import torch
+from torch import nn
+
+NAME = {WEIRD_NAME!r}
+Weird = type(NAME, (torch.autograd.Function,), {{"forward": staticmethod(lambda ctx, x: x * 2),
+                                                "backward": staticmethod(lambda ctx, grad: grad * 2)}})
+model = nn.Linear(8, 8)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+for _ in range(12):
+    with torch.profiler.record_function(NAME):
+        loss = Weird.apply(model(torch.randn(4, 8))).sum()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+'''
+
+
+@pytest.fixture(scope="session")
+def weird_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("weird")
+    (root / WEIRD_FILE).write_text(WEIRD_SCRIPT)
+    return profile_run(root / "run", root / WEIRD_FILE, "--no-measure", "--warmup", "2", "--steps", "3", cwd=root)

@@ -9,28 +9,10 @@ import pytest
 from markdown_it import MarkdownIt
 
 from advisor.cli import main
-from conftest import FINDINGS, copy_recorded_run, no_advisor_traceback, profile_run, run_advisor, with_findings
+from conftest import (FINDINGS, WEIRD_FILE, WEIRD_NAME, copy_recorded_run, no_advisor_traceback, run_advisor,
+                      with_findings)
 
 PNG = b"\x89PNG\r\n\x1a\n"
-#: an autograd op and a profiler label are named this; the script's own file name is WEIRD_FILE
-WEIRD_NAME = "<script>alert(1)</script>|*bold*"
-WEIRD_FILE = "we*ird_<b>|name.py"
-WEIRD_SCRIPT = f'''"""Names with markdown and HTML special characters: this file, an autograd op, a profiler label."""
-import torch
-from torch import nn
-
-NAME = {WEIRD_NAME!r}
-Weird = type(NAME, (torch.autograd.Function,), {{"forward": staticmethod(lambda ctx, x: x * 2),
-                                                "backward": staticmethod(lambda ctx, grad: grad * 2)}})
-model = nn.Linear(8, 8)
-optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-for _ in range(12):
-    with torch.profiler.record_function(NAME):
-        loss = Weird.apply(model(torch.randn(4, 8))).sum()
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-'''
 
 
 def rendered_text(markdown: str) -> tuple[str, str]:
@@ -42,13 +24,6 @@ def rendered_text(markdown: str) -> tuple[str, str]:
 @pytest.fixture(scope="session")
 def recorded(tmp_path_factory):
     return copy_recorded_run(tmp_path_factory.mktemp("report"))
-
-
-@pytest.fixture(scope="session")
-def weird_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("weird")
-    (root / WEIRD_FILE).write_text(WEIRD_SCRIPT)
-    return profile_run(root / "run", root / WEIRD_FILE, "--no-measure", "--warmup", "2", "--steps", "3", cwd=root)
 
 
 def test_markdown_report_with_plots(recorded, tmp_path, capsys):

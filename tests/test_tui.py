@@ -12,7 +12,7 @@ from textual.widgets import DataTable, TabbedContent
 
 from advisor.tui import make_app
 from advisor.tui.widgets.share_bar import ShareBar
-from conftest import SCRIPTS, copy_recorded_run, profile_run, with_findings
+from conftest import WEIRD_NAME, SCRIPTS, copy_recorded_run, profile_run, with_findings
 
 SIZE = (80, 24)
 
@@ -255,5 +255,22 @@ def test_overview_findings(tmp_path):
         text = shown(app, "#overview-findings")
         assert " 61% Convolutions take most of the step" in text and " 20% The batch is small" in text
         assert text.index("Convolutions") < text.index("batch is small")
+
+    drive(app, scenario)
+
+
+def test_names_from_the_script_shown_as_text(weird_run):
+    """Op and file names with Rich markup (an unbalanced closing tag: parsed, it raises), HTML and markdown
+    in them are shown as they are."""
+    app = make_app(weird_run)
+
+    async def scenario(pilot):
+        await pilot.press("2")
+        table = app.screen.query_one("#ops-table", DataTable)
+        assert f"{WEIRD_NAME}Backward" in column(table, 0)
+        await pilot.press("slash", *"alert", "enter")
+        assert all("alert" in name for name in column(table, 0))
+        assert WEIRD_NAME in shown(app, "#op-details")
+        await pilot.press("3", "5")
 
     drive(app, scenario)

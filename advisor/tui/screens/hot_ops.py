@@ -24,9 +24,10 @@ SORTABLE = ("self_time_ms", "calls", "gflops_per_s", "name", "source")
 _DESCENDING = {key: descending for key, _, _, descending in COLUMNS}
 
 
-def _cell(key: str, value) -> str | Text:
+def _cell(key: str, value) -> Text:
+    """A cell as plain text (never markup: names come from the user's script)."""
     if value is None or value == "":
-        return ""
+        return Text("")
     if key == "self_time_ms":
         return Text(f"{value:.2f}", justify="right")
     if key == "share":
@@ -36,8 +37,8 @@ def _cell(key: str, value) -> str | Text:
     if key == "calls":
         return Text(str(value), justify="right")
     if key == "source":
-        return short_source(value)
-    return str(value)
+        return Text(short_source(value))
+    return Text(str(value))
 
 
 class HotOpsPane(TabPane):

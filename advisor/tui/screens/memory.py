@@ -37,7 +37,7 @@ class MemoryPane(TabPane):
         self.query_one("#memory-facts", Static).update(_facts(mem))
         self.query_one(MemoryPlot).timeline = memory_timeline(summary)
         for allocator in mem.get("top_allocators") or []:
-            table.add_row(allocator["name"], Text(human_bytes(allocator.get("bytes")), justify="right"),
+            table.add_row(Text(allocator["name"]), Text(human_bytes(allocator.get("bytes")), justify="right"),
                           Text(str(allocator.get("allocations", "")), justify="right"))
 
 

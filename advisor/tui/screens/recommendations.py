@@ -64,11 +64,11 @@ class RecommendationsPane(TabPane):
             speed = measured.get("speedup")
             shown = _gain(speed) + (f" ±{100 * measured['spread'] / 2:.0f}%" if speed and measured.get("spread") else "")
             error = (measured.get("quality") or {}).get("output_rel_error")
-            table.add_row(r.get("technique", "?"), Text(_gain((r.get("estimate") or {}).get("speedup")), justify="right"),
+            table.add_row(Text(r.get("technique", "?")), Text(_gain((r.get("estimate") or {}).get("speedup")), justify="right"),
                           Text(shown, justify="right", style="green" if speed and speed >= 1.1 else
                                "red" if speed and speed < 0.95 else ""),
                           Text(_gain(measured.get("projected_speedup")), justify="right"),
-                          _relative(error), r.get("status", ""))
+                          _relative(error), Text(r.get("status", "")))
         details = self.query_one("#technique-details", Static)
         if not self.records:
             details.update(Text(problem or "No technique was asked: the run ended before its trials.", style="yellow"))
@@ -96,7 +96,7 @@ class RecommendationsPane(TabPane):
             return
         self.query_one("#measure-status").display = True
         self.query_one(ProgressBar).update(total=100, progress=0)
-        self.query_one("#measure-text", Label).update(f"measuring {record['technique']}: starting")
+        self.query_one("#measure-text", Label).update(Text(f"measuring {record['technique']}: starting"))
         self.measure(self.run_dir, record["technique"])
 
     @work(thread=True, exclusive=True, group="measure")
@@ -113,7 +113,7 @@ class RecommendationsPane(TabPane):
         self.app.call_from_thread(self._finished, technique, record, None)
 
     def _progress(self, progress: Progress) -> None:
-        self.query_one("#measure-text", Label).update(progress.text)
+        self.query_one("#measure-text", Label).update(Text(progress.text))
         bar = self.query_one(ProgressBar)
         if progress.fraction is None:
             bar.update(total=None)
@@ -123,10 +123,11 @@ class RecommendationsPane(TabPane):
     def _finished(self, technique: str, record: dict | None, error: str | None) -> None:
         self.query_one("#measure-status").display = False
         if error is not None:
-            self.notify(f"{technique}: {error}", severity="error", timeout=10)
+            self.notify(f"{technique}: {error}", severity="error", timeout=10, markup=False)
             return
         speed = (record.get("measured") or {}).get("speedup")
-        self.notify(f"{technique}: {record.get('status')}" + (f", {speed:.2f}x" if speed else "") + "; saved in the run")
+        self.notify(f"{technique}: {record.get('status')}" + (f", {speed:.2f}x" if speed else "") + "; saved in the run",
+                    markup=False)
         self.post_message(self.RunChanged())
 
 

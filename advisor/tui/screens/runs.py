@@ -48,8 +48,8 @@ class RunsPane(TabPane):
         open_dir = Path(summary["run_dir"]).resolve() if summary else None
         for run in self.runs:
             started = time.strftime("%Y-%m-%d %H:%M", time.gmtime(run.started_at)) if run.started_at else ""
-            table.add_row("▶" if run.path.resolve() == open_dir else "", run.id, Path(run.target).name,
-                          run.problem or run.outcome,
+            table.add_row("▶" if run.path.resolve() == open_dir else "", Text(run.id), Text(Path(run.target).name),
+                          Text(run.problem or run.outcome),
                           Text(f"{run.median_ms:.2f}" if run.median_ms else "-", justify="right"), started)
         self.query_one("#comparison", Static).update(Text(
             f"No runs in {self.app.store}: run `advisor profile SCRIPT` first." if not self.runs else
@@ -104,5 +104,5 @@ def render_comparison(comparison: dict) -> Group:
     for column in ("A", "B", "B-A"):
         ops.add_column(column, justify="right")
     for op in comparison["hot_ops"]:
-        ops.add_row(op["name"], *(f"{x:.2f}" if x is not None else "-" for x in (op["a_ms"], op["b_ms"], op["delta_ms"])))
+        ops.add_row(Text(op["name"]), *(f"{x:.2f}" if x is not None else "-" for x in (op["a_ms"], op["b_ms"], op["delta_ms"])))
     return Group(head, phases, ops)
