@@ -78,6 +78,14 @@ def hot_ops_table(summary: dict) -> list[dict]:
     return frame.to_dict(orient="records")
 
 
+def compare_runs(a: dict, b: dict) -> dict:
+    """:func:`~advisor.analysis.compare.compare` of two summaries over every op of both runs, not only
+    the summaries' top ops (an op just out of one run's top would look gone from it)."""
+    from advisor.analysis.compare import compare
+
+    return compare({**a, "hot_ops": hot_ops_table(a)}, {**b, "hot_ops": hot_ops_table(b)})
+
+
 def memory_timeline(summary: dict) -> pd.DataFrame:
     """RSS of the script's process tree over the run: columns ``seconds`` (from the first sample),
     ``rss_bytes`` and ``in_window`` (the sample falls in the recorded steps); empty without samples."""

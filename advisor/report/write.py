@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from advisor.analysis.compare import compare
 from advisor.errors import ReportNotWritten
 from advisor.report.markdown import render_comparison, render_report
 from advisor.rundir_io import atomic_write_text
-from advisor.store import load_summary, memory_timeline
+from advisor.store import compare_runs, load_summary, memory_timeline
 
 FORMATS = ("md", "json")
 
@@ -49,7 +48,7 @@ def write_comparison(run_a: Path, run_b: Path, out: Path, fmt: str = "md") -> Pa
     from advisor.report import plots
 
     a, b = load_summary(run_a), load_summary(run_b)
-    comparison = compare(a, b)
+    comparison = compare_runs(a, b)
     if fmt == "json":
         return _written(out, lambda _: json.dumps(comparison, indent=2, default=str) + "\n", {}, {})
     labels = {f"A {Path(run_a).name}": a, f"B {Path(run_b).name}": b}

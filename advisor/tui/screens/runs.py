@@ -14,9 +14,8 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static, TabPane
 
-from advisor.analysis.compare import compare
 from advisor.errors import RunDirError
-from advisor.store import list_runs, load_summary
+from advisor.store import compare_runs, list_runs, load_summary
 
 
 class RunsPane(TabPane):
@@ -79,7 +78,7 @@ class RunsPane(TabPane):
         except RunDirError as exc:
             view.update(Text(str(exc), style="yellow"))
             return
-        view.update(render_comparison(compare(self.summary, other)))
+        view.update(render_comparison(compare_runs(self.summary, other)))
 
 
 def render_comparison(comparison: dict) -> Group:
