@@ -12,6 +12,10 @@ from advisor.errors import RunDirError
 from advisor.rundir import DEFAULT_STORE, META_FILE, STEPS_FILE, SUMMARY_FILE, load_meta, read_json
 
 
+#: outcomes of a run whose script did what it was asked (ran to its end, or was stopped after the window)
+FINE_OUTCOMES = ("completed", "stopped_after_window")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunEntry:
     """One run of the store, as listed: its directory, what it ran, and why it cannot be read, if so."""

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, Tabs
 
+from advisor.store import FINE_OUTCOMES
 from advisor.tui.screens.hot_ops import HotOpsPane
 from advisor.tui.screens.memory import MemoryPane
 from advisor.tui.screens.overview import OverviewPane
@@ -62,6 +63,6 @@ def _banner(summary: dict | None, problem: str | None) -> Text:
         return Text.assemble(("advisor ", "bold"), ("no run open", "yellow"))
     target = summary.get("target") or {}
     outcome = str(summary.get("outcome"))
-    style = "green" if outcome in ("completed", "stopped_after_window") else "yellow"
+    style = "green" if outcome in FINE_OUTCOMES else "yellow"
     return Text.assemble(("advisor ", "bold"), Path(str(summary.get("run_dir", ""))).name, "  ", (outcome, style),
                          "  ", Path(str(target.get("name", ""))).name)

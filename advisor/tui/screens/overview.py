@@ -7,6 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static, TabPane
 
+from advisor.store import FINE_OUTCOMES
 from advisor.tui.widgets.share_bar import Segment, ShareBar
 from advisor.views.summary import PHASE_STYLES, human_bytes
 
@@ -51,7 +52,7 @@ class OverviewPane(TabPane):
 
 def _steps(summary: dict) -> Text:
     text = Text()
-    if summary.get("error") or summary.get("outcome") not in ("completed", "stopped_after_window"):
+    if summary.get("error") or summary.get("outcome") not in FINE_OUTCOMES:
         text.append(f"The script ended as {summary.get('outcome')}", style="bold yellow")
         text.append(f": {summary['error']}" if summary.get("error") else "", style="yellow")
         text.append("; what was recorded before is shown.\n", style="yellow")

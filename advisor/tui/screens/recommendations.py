@@ -48,7 +48,7 @@ class RecommendationsPane(TabPane):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for title, width in (("technique", 22), ("est.", 5), ("measured", 10), ("step", 5), ("out err", 7),
+        for title, width in (("technique", 22), ("est.", 5), ("measured", 11), ("step", 5), ("out err", 7),
                              ("status", 30)):
             table.add_column(title, width=width)
         self.query_one("#measure-status").display = False

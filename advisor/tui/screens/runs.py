@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static, TabPane
 
 from advisor.errors import RunDirError
-from advisor.store import compare_runs, list_runs, load_summary
+from advisor.store import FINE_OUTCOMES, RunEntry, compare_runs, list_runs, load_summary
 
 
 class RunsPane(TabPane):
@@ -28,7 +28,7 @@ class RunsPane(TabPane):
 
     def __init__(self):
         super().__init__("Runs", id="runs")
-        self.runs = []
+        self.runs: list[RunEntry] = []
         self.summary: dict | None = None
 
     def compose(self) -> ComposeResult:
@@ -37,7 +37,10 @@ class RunsPane(TabPane):
             yield Static(id="comparison")
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("", "run", "script", "outcome", "step ms", "started (UTC)")
+        table = self.query_one(DataTable)
+        for title, width in (("", 1), ("run", 20), ("script", 13), ("outcome", 11), ("step ms", 8),
+                             ("started UTC", 11)):
+            table.add_column(title, width=width)
 
     def show(self, summary: dict | None, problem: str | None) -> None:
         self.summary = summary
@@ -46,15 +49,15 @@ class RunsPane(TabPane):
         table.clear()
         open_dir = Path(summary["run_dir"]).resolve() if summary else None
         for run in self.runs:
-            started = time.strftime("%Y-%m-%d %H:%M", time.gmtime(run.started_at)) if run.started_at else ""
+            started = time.strftime("%m-%d %H:%M", time.gmtime(run.started_at)) if run.started_at else ""
             table.add_row("▶" if run.path.resolve() == open_dir else "", Text(run.id), Text(Path(run.target).name),
-                          Text(run.problem or run.outcome),
+                          _outcome(run),
                           Text(f"{run.median_ms:.2f}" if run.median_ms else "-", justify="right"), started)
         self.query_one("#comparison", Static).update(Text(
             f"No runs in {self.app.store}: run `advisor profile SCRIPT` first." if not self.runs else
             "enter opens the selected run; c compares it with the open one.", style="grey50"))
 
-    def _selected(self):
+    def _selected(self) -> RunEntry | None:
         row = self.query_one(DataTable).cursor_row
         return self.runs[row] if 0 <= row < len(self.runs) else None
 
@@ -81,6 +84,12 @@ class RunsPane(TabPane):
         view.update(render_comparison(compare_runs(self.summary, other)))
 
 
+def _outcome(run: RunEntry) -> Text:
+    if run.problem:
+        return Text(run.problem, style="red")
+    return Text("ok", style="green") if run.outcome in FINE_OUTCOMES else Text(run.outcome, style="yellow")
+
+
 def render_comparison(comparison: dict) -> Group:
     """A comparison (see :func:`advisor.analysis.compare.compare`) as Rich tables."""
     step = comparison["step_ms"]
@@ -99,9 +108,11 @@ def render_comparison(comparison: dict) -> Group:
         phases.add_row(phase, *(f"{x:.2f}" if x is not None else "-" for x in (v["a_ms"], v["b_ms"], v["delta_ms"])))
     ops = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), title="ops that moved most (ms per step)",
                 title_justify="left")
-    ops.add_column("op", no_wrap=True, overflow="ellipsis", max_width=34)
+    ops.add_column("op", no_wrap=True, overflow="ellipsis", max_width=24)
     for column in ("A", "B", "B-A"):
         ops.add_column(column, justify="right")
     for op in comparison["hot_ops"]:
         ops.add_row(Text(op["name"]), *(f"{x:.2f}" if x is not None else "-" for x in (op["a_ms"], op["b_ms"], op["delta_ms"])))
-    return Group(head, phases, ops)
+    side_by_side = Table.grid(padding=(0, 3))
+    side_by_side.add_row(phases, ops)
+    return Group(head, side_by_side)
