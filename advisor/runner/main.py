@@ -40,6 +40,7 @@ class Runner:
     def __init__(self, run_dir: Path, warmup: int, steps: int, progress_fd: int | None, keep_running: bool = False,
                  trials: TrialSettings | None = None):
         from advisor.runner.capture import WorkloadCapture
+        from advisor.runner.loaders import LoaderWatch
         from advisor.runner.steps import StepDetector
         from advisor.runner.window import ProfilerWindow
 
@@ -47,6 +48,7 @@ class Runner:
         self.window = ProfilerWindow(run_dir, warmup, steps)
         self.detector = StepDetector(self._boundary, self._restart)
         self.capture = self.detector.capture = WorkloadCapture()
+        self.loaders = LoaderWatch()
         if warmup < 2:
             # Step 0 runs under the pre-step recording, and copying the model there upset the profiler
             # (seen: crashes when the window stopped); the first step is no fair sample either.
@@ -74,6 +76,8 @@ class Runner:
         completed = self.window.boundaries + 1
         if completed == self.window.warmup and self.capture.armed:
             self.workload = self.capture.finish()  # before the window's recording starts
+            if self.workload is not None:
+                self.workload.data_loader = self.loaders.current()
         done = self.window.boundary()
         self.detector.label_call_sites = self.window.recording
         if completed == self.window.warmup - 1:
@@ -93,11 +97,14 @@ class Runner:
     def write_workload(self) -> None:
         """Check the captured workload by replaying it once, and describe it in ``workload.json``."""
         from advisor.runner.capture import describe
+        from advisor.runner.loaders import describe_loader
 
         if self._capture_written:
             return
         self._capture_written = True
         record: dict = {"captured": self.workload is not None, "reason": self.capture.failure}
+        loader = self.workload.data_loader if self.workload is not None else self.loaders.current()
+        record["data_loader"] = describe_loader(loader) if loader is not None else None
         if self.workload is not None:
             record.update(describe(self.workload))
             self.detector.paused = True
@@ -267,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     exit_code = 0
     try:
         runner.detector.install()
+        runner.loaders.install()
         runner.window.start()
         _run_target(ns.target, ns.module, args)
     except StopScript:
@@ -295,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         runner.detector.uninstall()
+        runner.loaders.uninstall()
         sys.stdout.flush()
         sys.stderr.flush()
         record["problems"] = [problem for problem in (_safely(runner.window.finish), _safely(runner.write_steps),
