@@ -49,5 +49,11 @@ class AnalysisFailed(AdvisorError):
     exit_code = 11
 
 
+class ApplyFailed(AdvisorError):
+    """A technique named by ``--apply`` cannot act on the running script."""
+
+    exit_code = 12
+
+
 class Interrupted(AdvisorError):
     exit_code = 130
