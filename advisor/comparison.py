@@ -115,7 +115,7 @@ def _take_turns(children: list[_Child], options: ProfileOptions, progress: RunPr
             turn = 1 - i
         progress.update(min(steps), children[0].progress.mode, False, elapsed,
                         f"step {steps[0]}/{total} baseline, {steps[1]}/{total} applied (taking turns)")
-        time.sleep(0.002)
+        time.sleep(0.005)
 
 
 def _read_run(run_dir: Path) -> dict:
