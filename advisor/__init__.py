@@ -1,6 +1,9 @@
 """advisor: a plugin-based profiler and optimization advisor for PyTorch."""
 
+from advisor.hookspecs import hookimpl
+
 __version__ = "0.1.0"
+__all__ = ["hookimpl", "step", "__version__"]
 
 
 def step() -> None:

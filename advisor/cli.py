@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", choices=("gaining", "all", "none"), default="gaining",
                    help="which pairs of techniques to measure together: of the three best that gained "
                         "(default), all, or none")
+    p.add_argument("--apply", metavar="A,B", default=None,
+                   help="run the script twice, as it is and with these techniques applied to its running model, "
+                        "taking turns step by step; compare step time and the script's loss values")
     p.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="no:NAME",
                    help="block the plugin NAME (repeatable)")
     p.add_argument("--tui", action="store_true", help="open the run in the terminal UI when it ends")
@@ -107,10 +110,13 @@ def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]
         target=ns.module or ns.script, args=script_args, is_module=bool(ns.module), warmup=ns.warmup,
         steps=ns.steps, timeout=ns.timeout, out=ns.out, blocked_plugins=_blocked(ns.plugin_options),
         script_stdout_to_stderr=ns.json, keep_running=ns.keep_running, command_line=("advisor", *argv),
-        techniques=[t.strip() for t in ns.techniques.split(",") if t.strip()] if ns.techniques else None,
+        techniques=_names(ns.techniques) if ns.techniques else None,
         measure=not ns.no_measure, trial_budget=ns.trial_budget, pairs=ns.pairs,
+        apply=_names(ns.apply) if ns.apply is not None else None,
     )
     err = _console(stderr=True)
+    if options.apply is not None:
+        return _apply(options, ns, err)
     result = profile(options, show_progress=err.is_terminal)
     error = result.error
     summary = None
@@ -142,11 +148,46 @@ def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]
     return 0
 
 
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _apply(options, ns: argparse.Namespace, err) -> int:
+    from advisor.comparison import compare
+
+    if not options.apply:
+        raise UsageError("advisor profile: --apply needs at least one technique name")
+    if options.keep_running:
+        raise UsageError("advisor profile: --apply stops both runs after their steps; drop --keep-running")
+    if ns.tui:
+        raise UsageError("advisor profile: --tui opens a profiled run; --apply makes a comparison "
+                         "(`advisor show RUN` prints it)")
+    result, comparison = compare(options, show_progress=err.is_terminal)
+    _print_comparison(comparison, result.meta, ns.json)
+    if result.error is not None:
+        raise result.error
+    return 0
+
+
+def _print_comparison(comparison: dict, meta: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(comparison))
+    else:
+        from advisor.views.comparison import print_comparison
+
+        print_comparison(comparison, _console(), meta["target"]["name"])
+
+
 def _cmd_show(ns: argparse.Namespace) -> int:
-    from advisor.rundir import newest_run
+    from advisor.rundir import COMPARISON_FILE, load_meta, newest_run, read_json
     from advisor.store import load_summary
 
-    summary = load_summary(ns.run if ns.run is not None else newest_run())
+    run_dir = ns.run if ns.run is not None else newest_run()
+    meta = load_meta(run_dir)
+    if meta.get("kind") == "comparison":
+        _print_comparison(read_json(Path(run_dir) / COMPARISON_FILE, "comparison"), meta, ns.json)
+        return 0
+    summary = load_summary(run_dir)
     if ns.json:
         print(json.dumps(summary, default=str))
     else:

@@ -49,10 +49,16 @@ class AnalysisFailed(AdvisorError):
     exit_code = 11
 
 
+class ApplyFailed(AdvisorError):
+    """A technique named by ``--apply`` cannot act on the running script."""
+
+    exit_code = 12
+
+
 class ReportNotWritten(AdvisorError):
     """The report's file or one of its plots cannot be written."""
 
-    exit_code = 12
+    exit_code = 13
 
 
 class Interrupted(AdvisorError):

@@ -20,6 +20,11 @@ Layout, format version 1 (every file written atomically; no pickle):
 ``summary.json``                      the analysis (what ``--json`` prints and ``advisor show`` shows)
 ``hot_ops.csv``                       the full hot-op table
 ====================================  ===============================================================
+
+A run of ``advisor profile --apply`` holds ``meta.json``, ``comparison.json`` (step times and loss
+values of both runs side by side, the speedup and the loss deviation) and one directory per run,
+``baseline/`` and ``applied/``, each with its ``runner.json``, ``steps.csv`` and ``outcomes.csv``
+(``step, kind, value``: the script's loss values, or for inference the norm of the model's output).
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ TRACE_FILE = "trace/worker0.pt.trace.json"
 WORKLOAD_FILE = "workload.json"
 TRIALS_FILE = "trials.json"
 SUMMARY_FILE = "summary.json"
+OUTCOMES_FILE = "outcomes.csv"
+COMPARISON_FILE = "comparison.json"
 DEFAULT_STORE = Path(".advisor") / "runs"
 
 

@@ -26,7 +26,7 @@ import psutil
 
 from advisor import __version__
 from advisor.collectors.base import Availability, Collector, CollectorContext
-from advisor.errors import (AdvisorError, Interrupted, NoTorchWork, NotAPythonFile, ScriptExited,
+from advisor.errors import (AdvisorError, ApplyFailed, Interrupted, NoTorchWork, NotAPythonFile, ScriptExited,
                             ScriptNotFound, ScriptRaised, ScriptSyntaxError, ScriptTimedOut)
 from advisor.plugins import call_each, plugin_manager
 from advisor.rundir import RUNNER_FILE, new_run_dir, read_json, write_meta
@@ -56,6 +56,8 @@ class ProfileOptions:
     measure: bool = True
     trial_budget: float = 60.0
     pairs: str = "gaining"
+    #: ``--apply``: techniques to apply to the running script, compared with a baseline run
+    apply: list[str] | None = None
     cwd: Path | None = None  # the script's working directory (default: ours)
 
 
@@ -185,14 +187,22 @@ class _ProgressReader(threading.Thread):
 class _Child:
     """The script's process group, in a session of its own: stopped by SIGINT, killed after a grace period."""
 
-    def __init__(self, command: list[str], script_stdout_to_stderr: bool, cwd: Path | None = None):
+    def __init__(self, command: list[str], script_stdout_to_stderr: bool, takes_turns: bool = False,
+                 cwd: Path | None = None):
         read_fd, write_fd = os.pipe()
         env = {**os.environ, "ADVISOR_PROGRESS_FD": str(write_fd), "PYTHONUNBUFFERED": "1"}
+        pass_fds = [write_fd]
+        self._turn_fd: int | None = None
+        if takes_turns:  # the child waits for a byte on this pipe after each step (see advisor.runner.live)
+            turn_read, self._turn_fd = os.pipe()
+            env.update(ADVISOR_TURN_FD=str(turn_read), PYTHONHASHSEED="0")
+            pass_fds.append(turn_read)
         try:
             self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                            pass_fds=(write_fd,), env=env, start_new_session=True, cwd=cwd)
+                                            pass_fds=pass_fds, env=env, start_new_session=True, cwd=cwd)
         finally:
-            os.close(write_fd)
+            for fd in pass_fds:
+                os.close(fd)
         self.progress = _ProgressReader(read_fd)
         self._pumps = [_Pump(self.process.stdout, "stderr" if script_stdout_to_stderr else "stdout", False),
                        _Pump(self.process.stderr, "stderr", True)]
@@ -224,25 +234,61 @@ class _Child:
         self.interrupts += 1
         self.stop()
 
+    def give_turn(self) -> None:
+        """Let a child that takes turns run its next step."""
+        try:
+            os.write(self._turn_fd, b"g")
+        except OSError:  # it has ended
+            pass
+
+    def supervise(self, elapsed: float, timeout: float | None) -> bool:
+        """Enforce ``timeout`` and the grace period once; True while the child runs."""
+        if timeout and elapsed > timeout and not self.timed_out:
+            self.timed_out = True
+            self.stop()
+        if self._stop_sent_at and time.monotonic() - self._stop_sent_at > GRACE_SECONDS:
+            self._signal(signal.SIGKILL)
+        return self.process.poll() is None
+
+    def finish(self) -> int:
+        """After the child ended: drain its output and return its exit code."""
+        for pump in self._pumps:
+            pump.join(timeout=5)
+        if self._turn_fd is not None:
+            os.close(self._turn_fd)
+            self._turn_fd = None
+        return self.process.returncode
+
     def watch(self, timeout: float | None, progress: RunProgress, on_update: ProgressListener | None = None) -> int:
         """Wait for the script to end, updating ``progress`` (and ``on_update``); enforce ``timeout``;
         return its exit code."""
         t0 = time.monotonic()
-        while self.process.poll() is None:
+        while self.supervise(time.monotonic() - t0, timeout):
             time.sleep(0.05)
-            elapsed = time.monotonic() - t0
-            state = (self.progress.steps, self.progress.mode, self.progress.window_done, elapsed, self.progress.trial)
+            state = (self.progress.steps, self.progress.mode, self.progress.window_done, time.monotonic() - t0,
+                     self.progress.trial)
             progress.update(*state)
             if on_update is not None:
                 on_update(*state)
-            if timeout and elapsed > timeout and not self.timed_out:
-                self.timed_out = True
-                self.stop()
-            if self._stop_sent_at and time.monotonic() - self._stop_sent_at > GRACE_SECONDS:
-                self._signal(signal.SIGKILL)
-        for pump in self._pumps:
-            pump.join(timeout=5)
-        return self.process.returncode
+        return self.finish()
+
+
+def new_meta(options: ProfileOptions, collector_status: dict) -> dict:
+    """The run's ``meta.json`` as it starts."""
+    return {
+        "advisor_version": __version__,
+        "command": list(options.command_line),
+        "target": {"kind": "module" if options.is_module else "script", "name": options.target,
+                   "args": list(options.args)},
+        "cwd": str(options.cwd or os.getcwd()),
+        "settings": {"warmup": options.warmup, "steps": options.steps, "timeout": options.timeout,
+                     "keep_running": options.keep_running},
+        "host": _host(),
+        "python": sys.version.split()[0],
+        "collectors": collector_status,
+        "started_at": time.time(),
+        "outcome": "running",
+    }
 
 
 def profile(options: ProfileOptions, show_progress: bool, on_update: ProgressListener | None = None) -> RunResult:
@@ -256,20 +302,7 @@ def profile(options: ProfileOptions, show_progress: bool, on_update: ProgressLis
     run_dir = new_run_dir(options.out, options.target)
     collectors, collector_status = _collectors(options, run_dir)
     started = time.time()
-    meta = {
-        "advisor_version": __version__,
-        "command": list(options.command_line),
-        "target": {"kind": "module" if options.is_module else "script", "name": options.target,
-                   "args": list(options.args)},
-        "cwd": str(options.cwd or os.getcwd()),
-        "settings": {"warmup": options.warmup, "steps": options.steps, "timeout": options.timeout,
-                     "keep_running": options.keep_running},
-        "host": _host(),
-        "python": sys.version.split()[0],
-        "collectors": collector_status,
-        "started_at": started,
-        "outcome": "running",
-    }
+    meta = new_meta(options, collector_status)
     write_meta(run_dir, meta)
 
     command = [sys.executable, "-m", "advisor.runner", "--run-dir", str(run_dir), "--warmup", str(options.warmup),
@@ -282,7 +315,7 @@ def profile(options: ProfileOptions, show_progress: bool, on_update: ProgressLis
                options.target, "--", *options.args]
     for collector in collectors:
         command = collector.wrap_command(command, run_dir)
-    child = _Child(command, options.script_stdout_to_stderr, options.cwd)
+    child = _Child(command, options.script_stdout_to_stderr, cwd=options.cwd)
     started_collectors = []
     for collector in collectors:
         try:
@@ -305,11 +338,22 @@ def profile(options: ProfileOptions, show_progress: bool, on_update: ProgressLis
         except Exception as exc:  # a collector must not cost the run
             collector_status[collector.name] = {"available": False, "reason": f"failed while stopping: {exc}"}
 
-    runner = read_json(run_dir / RUNNER_FILE, "runner record") if (run_dir / RUNNER_FILE).exists() else None
+    runner = read_runner(run_dir)
     error = _outcome(meta, runner, returncode, child, options)
+    if runner is not None:
+        cuda = (runner.get("environment") or {}).get("cuda_available")
+        collector_status["torch_profiler"] = {
+            "available": bool(runner.get("trace_written")),
+            "reason": ("CPU ops, shapes, memory, Python stacks" + ("; CUDA kernels" if cuda else "; no CUDA device"))
+            if runner.get("trace_written") else f"no trace: the script ended as {runner.get('outcome')} first"}
     meta.update(ended_at=time.time(), duration_s=round(time.time() - started, 3))
     write_meta(run_dir, meta)
     return RunResult(run_dir=run_dir, meta=meta, error=error)
+
+
+def read_runner(run_dir: Path) -> dict | None:
+    """The child's ``runner.json``; None when it died before writing it."""
+    return read_json(run_dir / RUNNER_FILE, "runner record") if (run_dir / RUNNER_FILE).exists() else None
 
 
 def _outcome(meta: dict, runner: dict | None, returncode: int, child: _Child,
@@ -328,11 +372,6 @@ def _outcome(meta: dict, runner: dict | None, returncode: int, child: _Child,
             return Interrupted("interrupted; the script was killed before it saved its recording")
         how = f"signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
         return ScriptRaised(f"{name} crashed ({how}) before advisor could save its recording")
-    cuda = (runner.get("environment") or {}).get("cuda_available")
-    meta["collectors"]["torch_profiler"] = {
-        "available": bool(runner.get("trace_written")),
-        "reason": ("CPU ops, shapes, memory, Python stacks" + ("; CUDA kernels" if cuda else "; no CUDA device"))
-        if runner.get("trace_written") else f"no trace: the script ended as {runner.get('outcome')} first"}
     outcome = runner.get("outcome")
     meta.update(outcome=outcome, script_exit_code=runner.get("exit_code"), step_detection=runner.get("step_detection"),
                 error=runner.get("error"))
@@ -347,6 +386,8 @@ def _outcome(meta: dict, runner: dict | None, returncode: int, child: _Child,
         return ScriptExited(f"{name} exited with code {runner.get('exit_code')}; {kept}")
     if outcome == "not_found":
         return ScriptNotFound(f"module not found: {name}")
+    if outcome == "apply_refused":
+        return ApplyFailed(runner.get("error"))
     if outcome == "no_torch":
         return NoTorchWork(f"PyTorch cannot be imported by {sys.executable}: {runner.get('error')}")
     return None

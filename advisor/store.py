@@ -37,7 +37,9 @@ def load_summary(run_dir: Path) -> dict:
     from advisor.analysis.profile import analyse, write_analysis
 
     run_dir = Path(run_dir)
-    load_meta(run_dir)
+    if load_meta(run_dir).get("kind") == "comparison":
+        raise RunDirError(f"{run_dir}: a comparison made by `advisor profile --apply`, not a profiled run; "
+                          "`advisor show RUN` prints it")
     path = run_dir / SUMMARY_FILE
     summary = read_json(path, "summary") if path.exists() else write_analysis(analyse(run_dir))
     summary["run_dir"] = str(run_dir.resolve())
@@ -62,8 +64,8 @@ def list_runs(store: Path = DEFAULT_STORE) -> list[RunEntry]:
             except RunDirError:
                 pass
         target = meta.get("target") or {}
-        entries.append(RunEntry(path, str(target.get("name", "?")), str(meta.get("outcome", "?")),
-                                meta.get("started_at"), median))
+        outcome = "--apply" if meta.get("kind") == "comparison" else str(meta.get("outcome", "?"))
+        entries.append(RunEntry(path, str(target.get("name", "?")), outcome, meta.get("started_at"), median))
     return entries
 
 

@@ -55,10 +55,11 @@ def copy_recorded_run(parent: Path) -> Path:
     return Path(shutil.copytree(RECORDED_RUN, parent / RECORDED_RUN.name))
 
 
-def profile_run(out: Path, script: Path, *options: str, script_args: tuple[str, ...] = (), cwd=None) -> Path:
+def profile_run(out: Path, script: Path, *options: str, script_args: tuple[str, ...] = (), cwd=None,
+                summary: bool = True) -> Path:
     """A real ``advisor profile`` run into ``out``; its exit code is not checked (failed scripts are wanted too)."""
     proc = run_advisor("profile", "--out", out, *options, script, "--", *script_args, cwd=cwd)
-    assert (out / "summary.json").exists(), proc.stderr
+    assert (out / ("summary.json" if summary else "meta.json")).exists(), proc.stderr
     return out
 
 

@@ -21,6 +21,9 @@ def test_cnn_training_step_replays_exactly(tmp_path):
     assert w["optimizer"]["class"] == "torch.optim.sgd.SGD"
     assert w["optimizer"]["hyperparameters"]["momentum"] == 0.9
     assert w["replay"]["output_rel_error"] < 1e-6 and w["replay"]["grad_rel_error"] < 1e-5
+    loader = w["data_loader"]
+    assert loader["dataset"] == "TensorDataset" and loader["batch_size"] == 8 and loader["num_workers"] == 0
+    assert loader["pin_memory"] is False and loader["sampler"] == "SequentialSampler"
 
 
 def test_model_returning_its_own_loss_replays_from_the_loss(tmp_path):
@@ -35,6 +38,7 @@ def test_inference_workload(tmp_path):
     w = _workload(tmp_path, SCRIPTS / "tiny_mlp_infer.py", "--", "20")
     assert w["captured"] and not w["training"] and w["optimizer"] is None
     assert "grad_rel_error" not in w["replay"] and w["replay"]["output_rel_error"] < 1e-6
+    assert w["data_loader"] is None, "the script feeds its model without a DataLoader"
 
 
 def test_nothing_to_capture(tmp_path):

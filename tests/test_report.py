@@ -86,6 +86,6 @@ def test_bad_input(case, recorded, tmp_path):
     args = {"missing run": ["report", tmp_path / "nope"], "not a run": ["report", tmp_path],
             "unwritable output": ["report", recorded, "-o", blocker / "r.md"]}[case]
     proc = run_advisor(*args)
-    assert proc.returncode == (12 if case == "unwritable output" else 10)
+    assert proc.returncode == (13 if case == "unwritable output" else 10)
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("advisor: error:")
     assert no_advisor_traceback(proc.stderr)

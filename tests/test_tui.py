@@ -274,3 +274,19 @@ def test_names_from_the_script_shown_as_text(weird_run):
         await pilot.press("3", "5")
 
     drive(app, scenario)
+
+
+def test_a_comparison_run_of_profile_apply(tmp_path):
+    """``advisor profile --apply`` makes a run of another kind: listed, and opened with a message."""
+    run = profile_run(tmp_path / "apply", SCRIPTS / "tiny_cnn_train.py", "--apply", "channels_last", "--warmup", "2",
+                      "--steps", "3", summary=False)
+    app = make_app(store=tmp_path)
+
+    async def scenario(pilot):
+        assert "not a profiled run" in shown(app, "#overview-steps")
+        await pilot.press("5")
+        assert column(app.screen.query_one("#runs-table", DataTable), 3) == ["--apply"]
+        await pilot.press("enter", "2", "3", "4")
+
+    drive(app, scenario)
+    assert run.exists()

@@ -94,6 +94,9 @@ class Workload:
     batch_scale: float = 1.0
     #: what a technique wants reported about its change (e.g. ``parameters_removed``)
     notes: dict = dataclasses.field(default_factory=dict)
+    #: the script's own DataLoader that fed the captured step (None if none was seen); shared by
+    #: every clone and never changed: a technique builds new loaders over its ``dataset``
+    data_loader: Any = None
 
     def clone(self) -> "Workload":
         """An independent copy: trials change copies, never the captured workload itself."""

@@ -17,8 +17,17 @@ import time
 import traceback
 from pathlib import Path
 
-from advisor.rundir import RUNNER_FILE, STEPS_FILE, TRIALS_FILE, WORKLOAD_FILE
+from advisor.rundir import OUTCOMES_FILE, RUNNER_FILE, STEPS_FILE, TRIALS_FILE, WORKLOAD_FILE
 from advisor.rundir_io import atomic_write_json, atomic_write_text
+
+
+@dataclasses.dataclass
+class LiveSettings:
+    """A run of ``advisor profile --apply`` (see :mod:`advisor.runner.live`)."""
+
+    techniques: object  # LiveTechniques, or None for the baseline
+    outcomes: object  # StepOutcomes
+    turns: object  # Turns
 
 
 @dataclasses.dataclass
@@ -38,8 +47,9 @@ class Runner:
     """State of one run inside the child; ``advisor.step()`` reaches it through :data:`active`."""
 
     def __init__(self, run_dir: Path, warmup: int, steps: int, progress_fd: int | None, keep_running: bool = False,
-                 trials: TrialSettings | None = None):
+                 trials: TrialSettings | None = None, live: LiveSettings | None = None):
         from advisor.runner.capture import WorkloadCapture
+        from advisor.runner.loaders import LoaderWatch
         from advisor.runner.steps import StepDetector
         from advisor.runner.window import ProfilerWindow
 
@@ -47,6 +57,7 @@ class Runner:
         self.window = ProfilerWindow(run_dir, warmup, steps)
         self.detector = StepDetector(self._boundary, self._restart)
         self.capture = self.detector.capture = WorkloadCapture()
+        self.loaders = LoaderWatch()
         if warmup < 2:
             # Step 0 runs under the pre-step recording, and copying the model there upset the profiler
             # (seen: crashes when the window stopped); the first step is no fair sample either.
@@ -59,6 +70,13 @@ class Runner:
         self._stopping = False
         self._keep_running = keep_running
         self.trials = trials
+        self.live = live
+        if live is not None:  # a run of ``--apply``: steps timed in turns, nothing profiled or captured
+            from advisor.runner.live import StepCountdown
+
+            self.window = StepCountdown(warmup, steps)
+            self.capture = self.detector.capture = None
+            self.detector.live, self.detector.outcomes = live.techniques, live.outcomes
 
     def report(self, **event) -> None:
         if self._progress is not None:
@@ -68,15 +86,19 @@ class Runner:
                 self._progress = None
 
     def _boundary(self, mode: str) -> None:
+        if self.live is not None:
+            self.live.turns.settle()
         self.boundary_times_ns.append(time.time_ns())
         if len(self.boundary_times_ns) == 1:
             self.report(event="mode", mode=mode)
         completed = self.window.boundaries + 1
-        if completed == self.window.warmup and self.capture.armed:
+        if completed == self.window.warmup and self.capture is not None and self.capture.armed:
             self.workload = self.capture.finish()  # before the window's recording starts
+            if self.workload is not None:
+                self.workload.data_loader = self.loaders.current()
         done = self.window.boundary()
         self.detector.label_call_sites = self.window.recording
-        if completed == self.window.warmup - 1:
+        if completed == self.window.warmup - 1 and self.capture is not None:
             self.capture.armed = True
         self.report(event="step", n=len(self.boundary_times_ns))
         if done:
@@ -89,15 +111,21 @@ class Runner:
                     _safely(self.run_trials)
             if not self._keep_running:
                 raise StopScript
+        if self.live is not None:
+            self.live.outcomes.step = len(self.boundary_times_ns)
+            self.live.turns.wait(len(self.boundary_times_ns) - 1)
 
     def write_workload(self) -> None:
         """Check the captured workload by replaying it once, and describe it in ``workload.json``."""
         from advisor.runner.capture import describe
+        from advisor.runner.loaders import describe_loader
 
-        if self._capture_written:
+        if self._capture_written or self.live is not None:
             return
         self._capture_written = True
         record: dict = {"captured": self.workload is not None, "reason": self.capture.failure}
+        loader = self.workload.data_loader if self.workload is not None else self.loaders.current()
+        record["data_loader"] = describe_loader(loader) if loader is not None else None
         if self.workload is not None:
             record.update(describe(self.workload))
             self.detector.paused = True
@@ -114,11 +142,14 @@ class Runner:
 
     def record(self) -> dict:
         """What ``runner.json`` says about steps and the window (so far)."""
-        return {"step_detection": self.detector.mode, "boundaries": len(self.boundary_times_ns),
-                "warmup": self.window.warmup, "steps_requested": self.window.steps,
-                "recorded_steps": self.window.recorded_steps, "trace_written": self.window.trace_written,
-                "window_cpu_seconds": self.window.window_cpu_seconds,
-                "window_wall_seconds": self.window.window_wall_seconds}
+        record = {"step_detection": self.detector.mode, "boundaries": len(self.boundary_times_ns),
+                  "warmup": self.window.warmup, "steps_requested": self.window.steps,
+                  "recorded_steps": self.window.recorded_steps, "trace_written": self.window.trace_written,
+                  "window_cpu_seconds": self.window.window_cpu_seconds,
+                  "window_wall_seconds": self.window.window_wall_seconds}
+        if self.live is not None:
+            record["applied"] = self.live.techniques.names if self.live.techniques else []
+        return record
 
     def run_trials(self) -> None:
         """Ask every technique plugin about this run and measure those that apply; write trials.json."""
@@ -171,6 +202,10 @@ class Runner:
         finally:
             self.detector.paused = False
 
+    def write_outcomes(self) -> None:
+        if self.live is not None:
+            self.live.outcomes.write(self.run_dir / OUTCOMES_FILE)
+
     def _restart(self) -> None:
         from advisor.runner.capture import WorkloadCapture
 
@@ -186,9 +221,10 @@ class Runner:
         first = self.window.warmup
         last = first + self.window.recorded_steps
         start = self.started_ns
+        resumed = self.live.turns.resumed_ns if self.live is not None else {}
         for i, end in enumerate(self.boundary_times_ns):
             lines.append(f"{i},{start},{end},{int(first <= i < last)}")
-            start = end
+            start = resumed.get(i, end)
         atomic_write_text(self.run_dir / STEPS_FILE, "\n".join(lines) + "\n")
 
 
@@ -245,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block", action="append", default=[])
     parser.add_argument("--trial-budget", type=float, default=60.0)
     parser.add_argument("--pairs", choices=("gaining", "all", "none"), default="gaining")
+    parser.add_argument("--compare", action="store_true", help="a run of --apply: steps timed in turns")
+    parser.add_argument("--apply", default="", help="techniques to apply to the running model (with --compare)")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("target")
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
@@ -263,14 +302,26 @@ def main(argv: list[str] | None = None) -> int:
     global active
     trials = TrialSettings(names=ns.techniques.split(",") if ns.techniques else None, measure=not ns.no_measure,
                            blocked=tuple(ns.block), budget_s=ns.trial_budget, pairs=ns.pairs) if ns.trials else None
-    runner = active = Runner(run_dir, ns.warmup, ns.steps, progress_fd, ns.keep_running, trials)
+    from advisor.runner.live import ApplyRefused
+
+    try:
+        live = _live_settings(ns, torch) if ns.compare else None
+    except ApplyRefused as exc:
+        record.update(outcome="apply_refused", exit_code=None, error=str(exc))
+        atomic_write_json(run_dir / RUNNER_FILE, record)
+        return 1
+    runner = active = Runner(run_dir, ns.warmup, ns.steps, progress_fd, ns.keep_running, trials, live)
     exit_code = 0
     try:
         runner.detector.install()
+        runner.loaders.install()
         runner.window.start()
         _run_target(ns.target, ns.module, args)
     except StopScript:
         record["outcome"] = "stopped_after_window"
+    except ApplyRefused as exc:
+        exit_code = 1
+        record.update(outcome="apply_refused", exit_code=None, error=str(exc))
     except SystemExit as exc:
         code = exc.code
         if code is None or code == 0:
@@ -295,10 +346,12 @@ def main(argv: list[str] | None = None) -> int:
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         runner.detector.uninstall()
+        runner.loaders.uninstall()
         sys.stdout.flush()
         sys.stderr.flush()
         record["problems"] = [problem for problem in (_safely(runner.window.finish), _safely(runner.write_steps),
-                                                      _safely(runner.write_workload)) if problem]
+                                                      _safely(runner.write_workload), _safely(runner.write_outcomes))
+                              if problem]
         record.update(
             ended_unix_ns=time.time_ns(),
             **runner.record(),
@@ -307,6 +360,34 @@ def main(argv: list[str] | None = None) -> int:
         )
         atomic_write_json(run_dir / RUNNER_FILE, record)
     return exit_code
+
+
+def _live_settings(ns: argparse.Namespace, torch) -> LiveSettings:
+    """The techniques named by ``--apply`` (from the installed plugins), seeded RNGs, and the turns."""
+    import random
+
+    from advisor.plugins import call_each, plugin_manager
+    from advisor.runner.live import LiveTechniques, StepOutcomes, Turns
+
+    techniques = None
+    if ns.apply:
+        names = ns.apply.split(",")
+        found = {}
+        for _, provided, error in call_each(plugin_manager(tuple(ns.block)).hook.advisor_techniques,
+                                            config={"techniques": names}):
+            found.update({t.name: t for t in provided or () if getattr(t, "name", None) in names})
+        missing = [name for name in names if name not in found]
+        if missing:
+            raise ApplyRefused(f"no installed technique named {', '.join(missing)}")
+        techniques = LiveTechniques([found[name] for name in names])
+    # Both runs start from the same random state, so that their data and their losses can be compared
+    # (a script that seeds itself still does).
+    random.seed(ns.seed)
+    torch.manual_seed(ns.seed)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(ns.seed)
+    turn_fd = int(os.environ["ADVISOR_TURN_FD"]) if "ADVISOR_TURN_FD" in os.environ else None
+    return LiveSettings(techniques=techniques, outcomes=StepOutcomes(), turns=Turns(turn_fd))
 
 
 def _safely(action) -> str | None:

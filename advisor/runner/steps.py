@@ -75,6 +75,7 @@ class StepDetector:
         self._on_restart = on_restart
         self.mode: str | None = None
         self._pacing_optimizer: int | None = None
+        self._pacing_module: int | None = None
         self._depth = 0
         self._backward_seen = False
         self._module_calls: dict[int, int] = {}
@@ -86,6 +87,10 @@ class StepDetector:
         self.capture = None
         #: while True the hooks stand aside (advisor's own replays of the captured workload)
         self.paused = False
+        #: ``--apply``: techniques acting on the running model, and the notes of its losses or outputs
+        #: (see :mod:`advisor.runner.live`)
+        self.live = None
+        self.outcomes = None
 
     # -- installation -------------------------------------------------------------------------
     def install(self) -> None:
@@ -109,11 +114,16 @@ class StepDetector:
             detector._depth += 1
             try:
                 with torch.profiler.record_function(FORWARD_LABEL), _labels(detector):
-                    result = module_call(self, *args, **kwargs)
+                    if detector.live is None:
+                        result = module_call(self, *args, **kwargs)
+                    else:
+                        result = detector.live.call(module_call, self, args, kwargs)
             finally:
                 detector._depth -= 1
             if captured:
                 capture.after_call(result)
+            if detector.outcomes is not None and detector.mode == MODULE and id(self) == detector._pacing_module:
+                detector.outcomes.output(result)
             detector._outermost_call_returned(self)
             return result
 
@@ -128,6 +138,8 @@ class StepDetector:
                 return autograd_backward(*args, **kwargs)
             if detector.capture is not None:
                 detector.capture.on_backward(args[0] if args else kwargs.get("tensors"))
+            if detector.outcomes is not None:
+                detector.outcomes.backward(args[0] if args else kwargs.get("tensors"))
             detector._backward_seen = True
             with torch.profiler.record_function(BACKWARD_LABEL), _labels(detector):
                 return autograd_backward(*args, **kwargs)
