@@ -114,7 +114,8 @@ def _findings(summary: dict) -> list[str]:
         return ["## Findings", "", "No findings recorded.", ""]
     lines = ["## Findings", ""]
     for f in findings:
-        lines.append(f"- **{md(f.get('title', '?'))}** ({_pct(f.get('severity'))} at stake): {md(f.get('evidence', ''))}")
+        lines.append(f"- **{md(f.get('title', '?'))}** ({_pct(f.get('severity'))} at stake): "
+                     f"{md(f.get('evidence', ''))}")
     return lines + [""]
 
 

@@ -39,7 +39,8 @@ class OverviewPane(TabPane):
         steps.update(_steps(summary))
         parts = summary.get("breakdown") or {}
         self.query_one("#overview-breakdown", ShareBar).segments = tuple(
-            Segment(phase, v["share"], PHASE_STYLES.get(phase, "white"), f"{v['ms']:.1f}ms") for phase, v in parts.items())
+            Segment(phase, v["share"], PHASE_STYLES.get(phase, "white"), f"{v['ms']:.1f}ms")
+            for phase, v in parts.items())
         self.query_one("#overview-usage", Static).update(_usage(summary))
         mem = summary.get("memory") or {}
         share = mem.get("rss_share_of_system")

@@ -62,11 +62,12 @@ class RecommendationsPane(TabPane):
         for r in self.records:
             measured = r.get("measured") or {}
             speed = measured.get("speedup")
-            shown = _gain(speed) + (f" ±{100 * measured['spread'] / 2:.0f}%" if speed and measured.get("spread") else "")
+            spread = f" ±{100 * measured['spread'] / 2:.0f}%" if speed and measured.get("spread") else ""
             error = (measured.get("quality") or {}).get("output_rel_error")
-            table.add_row(Text(r.get("technique", "?")), Text(_gain((r.get("estimate") or {}).get("speedup")), justify="right"),
-                          Text(shown, justify="right", style="green" if speed and speed >= 1.1 else
-                               "red" if speed and speed < 0.95 else ""),
+            style = "green" if speed and speed >= 1.1 else "red" if speed and speed < 0.95 else ""
+            table.add_row(Text(r.get("technique", "?")),
+                          Text(_gain((r.get("estimate") or {}).get("speedup")), justify="right"),
+                          Text(_gain(speed) + spread, justify="right", style=style),
                           Text(_gain(measured.get("projected_speedup")), justify="right"),
                           _relative(error), Text(r.get("status", "")))
         details = self.query_one("#technique-details", Static)
@@ -126,8 +127,8 @@ class RecommendationsPane(TabPane):
             self.notify(f"{technique}: {error}", severity="error", timeout=10, markup=False)
             return
         speed = (record.get("measured") or {}).get("speedup")
-        self.notify(f"{technique}: {record.get('status')}" + (f", {speed:.2f}x" if speed else "") + "; saved in the run",
-                    markup=False)
+        gain = f", {speed:.2f}x" if speed else ""
+        self.notify(f"{technique}: {record.get('status')}{gain}; saved in the run", markup=False)
         self.post_message(self.RunChanged())
 
 
@@ -143,7 +144,8 @@ def _details(r: dict) -> Group:
         quality = measured.get("quality") or {}
         text.append(f"measured {_gain(measured.get('speedup'))} (lower quartile {_gain(measured.get('speedup_low'))})"
                     f" over {measured.get('pairs')} pairs: {measured.get('baseline_ms', 0):.2f} → "
-                    f"{measured.get('variant_ms', 0):.2f} ms; outputs change {_relative(quality.get('output_rel_error'))}, "
+                    f"{measured.get('variant_ms', 0):.2f} ms; "
+                    f"outputs change {_relative(quality.get('output_rel_error'))}, "
                     f"gradients {_relative(quality.get('grad_rel_error'))}\n")
     else:
         text.append(f"{r.get('status', '')}; press m to measure it\n", style="yellow")

@@ -90,6 +90,10 @@ def _outcome(run: RunEntry) -> Text:
     return Text("ok", style="green") if run.outcome in FINE_OUTCOMES else Text(run.outcome, style="yellow")
 
 
+def _ms(*values: float | None) -> list[str]:
+    return [f"{x:.2f}" if x is not None else "-" for x in values]
+
+
 def render_comparison(comparison: dict) -> Group:
     """A comparison (see :func:`advisor.analysis.compare.compare`) as Rich tables."""
     step = comparison["step_ms"]
@@ -105,14 +109,14 @@ def render_comparison(comparison: dict) -> Group:
     for column in ("phase", "A", "B", "B-A"):
         phases.add_column(column, justify="left" if column == "phase" else "right")
     for phase, v in comparison["breakdown"].items():
-        phases.add_row(phase, *(f"{x:.2f}" if x is not None else "-" for x in (v["a_ms"], v["b_ms"], v["delta_ms"])))
+        phases.add_row(phase, *_ms(v["a_ms"], v["b_ms"], v["delta_ms"]))
     ops = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), title="ops that moved most (ms per step)",
                 title_justify="left")
     ops.add_column("op", no_wrap=True, overflow="ellipsis", max_width=24)
     for column in ("A", "B", "B-A"):
         ops.add_column(column, justify="right")
     for op in comparison["hot_ops"]:
-        ops.add_row(Text(op["name"]), *(f"{x:.2f}" if x is not None else "-" for x in (op["a_ms"], op["b_ms"], op["delta_ms"])))
+        ops.add_row(Text(op["name"]), *_ms(op["a_ms"], op["b_ms"], op["delta_ms"]))
     side_by_side = Table.grid(padding=(0, 3))
     side_by_side.add_row(phases, ops)
     return Group(head, side_by_side)

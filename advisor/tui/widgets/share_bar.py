@@ -39,7 +39,8 @@ class ShareBar(Widget):
             if legend:
                 legend.append("  ")
             legend.append("■ ", style=segment.color)
-            legend.append(f"{segment.label} {100 * segment.share:.0f}%" + (f" {segment.value}" if segment.value else ""))
+            value = f" {segment.value}" if segment.value else ""
+            legend.append(f"{segment.label} {100 * segment.share:.0f}%{value}")
         return Text("\n").join([bar, legend])
 
     def get_content_height(self, container, viewport, width: int) -> int:
