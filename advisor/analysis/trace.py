@@ -54,8 +54,8 @@ def load_trace(path: Path) -> Trace:
     """Parse a kineto (Chrome JSON) trace into a :class:`Trace`; raise RunDirError if it is unreadable."""
     path = Path(path)
     columns: dict[str, list] = {k: [] for k in ("cat", "name", "ph", "pid", "tid", "ts", "dur", "input_dims",
-                                                "concrete_inputs", "bytes", "total_allocated", "device_type",
-                                                "device_id", "correlation", "external_id")}
+                                                "input_types", "concrete_inputs", "bytes", "total_allocated",
+                                                "device_type", "device_id", "correlation", "external_id")}
     try:
         metadata = _read_metadata(path)
         with open(path, "rb") as f:
@@ -78,8 +78,9 @@ def load_trace(path: Path) -> Trace:
                 columns["ts"].append(float(event.get("ts", 0.0)))
                 columns["dur"].append(float(dur))
                 columns["input_dims"].append(args.get("Input Dims"))
+                columns["input_types"].append(args.get("Input type"))
                 columns["concrete_inputs"].append(args.get("Concrete Inputs"))
-                columns["bytes"].append(args.get("Bytes"))
+                columns["bytes"].append(args.get("Bytes", args.get("bytes")))  # memory events; memcpys
                 columns["total_allocated"].append(args.get("Total Allocated"))
                 columns["device_type"].append(args.get("Device Type"))
                 columns["device_id"].append(args.get("Device Id"))

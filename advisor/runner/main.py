@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from advisor.rundir import RUNNER_FILE, STEPS_FILE, TRIALS_FILE, WORKLOAD_FILE
+from advisor.rundir import FACTS_FILE, RUNNER_FILE, STEPS_FILE, TRIALS_FILE, WORKLOAD_FILE
 from advisor.rundir_io import atomic_write_json, atomic_write_text
 
 
@@ -40,6 +40,7 @@ class Runner:
     def __init__(self, run_dir: Path, warmup: int, steps: int, progress_fd: int | None, keep_running: bool = False,
                  trials: TrialSettings | None = None):
         from advisor.runner.capture import WorkloadCapture
+        from advisor.runner.facts import FactRecorder
         from advisor.runner.loaders import LoaderWatch
         from advisor.runner.steps import StepDetector
         from advisor.runner.window import ProfilerWindow
@@ -48,6 +49,7 @@ class Runner:
         self.window = ProfilerWindow(run_dir, warmup, steps)
         self.detector = StepDetector(self._boundary, self._restart)
         self.capture = self.detector.capture = WorkloadCapture()
+        self.facts = self.detector.facts = FactRecorder()
         self.loaders = LoaderWatch()
         if warmup < 2:
             # Step 0 runs under the pre-step recording, and copying the model there upset the profiler
@@ -78,7 +80,9 @@ class Runner:
             self.workload = self.capture.finish()  # before the window's recording starts
             if self.workload is not None:
                 self.workload.data_loader = self.loaders.current()
+        was_recording = self.window.recording
         done = self.window.boundary()
+        self.facts.boundary(was_recording, self.window.recording)
         self.detector.label_call_sites = self.window.recording
         if completed == self.window.warmup - 1:
             self.capture.armed = True
@@ -126,6 +130,9 @@ class Runner:
                 "recorded_steps": self.window.recorded_steps, "trace_written": self.window.trace_written,
                 "window_cpu_seconds": self.window.window_cpu_seconds,
                 "window_wall_seconds": self.window.window_wall_seconds}
+
+    def write_facts(self) -> None:
+        atomic_write_json(self.run_dir / FACTS_FILE, self.facts.record())
 
     def run_trials(self) -> None:
         """Ask every technique plugin about this run and measure those that apply; write trials.json."""
@@ -183,6 +190,7 @@ class Runner:
 
         self.capture = self.detector.capture = WorkloadCapture()
         self.window.restart()
+        self.facts.restart()
         self.detector.label_call_sites = False
         if self.boundary_times_ns:
             self.started_ns = self.boundary_times_ns[-1]
@@ -275,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runner.detector.install()
         runner.loaders.install()
+        runner.facts.install()
         runner.window.start()
         _run_target(ns.target, ns.module, args)
     except StopScript:
@@ -304,10 +313,12 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         runner.detector.uninstall()
         runner.loaders.uninstall()
+        runner.facts.uninstall()
         sys.stdout.flush()
         sys.stderr.flush()
         record["problems"] = [problem for problem in (_safely(runner.window.finish), _safely(runner.write_steps),
-                                                      _safely(runner.write_workload)) if problem]
+                                                      _safely(runner.write_workload), _safely(runner.write_facts),
+                                                      runner.facts.failure) if problem]
         record.update(
             ended_unix_ns=time.time_ns(),
             **runner.record(),
