@@ -40,13 +40,15 @@ def graph_breaks(run: RunFacts) -> Finding | None:
 def recompiles(run: RunFacts) -> Finding | None:
     start, end = _counters(run)
     new = (end.get("graphs") or 0) - (start.get("graphs") or 0)
+    steps_between = (run.facts.get("compile") or {}).get("steps_between") or 0
     if not start or new <= 0:
         return None
     steps = run.summary.get("steps") or {}
     median, mean = steps.get("median_ms") or 0.0, steps.get("mean_ms") or 0.0
     return Finding(
         id="compile_recompiles", title="torch.compile recompiles during the steps",
-        evidence=(f"{new} graph{'s were' if new != 1 else ' was'} compiled during the {run.steps} recorded steps "
+        evidence=(f"{new} graph{'s were' if new != 1 else ' was'} compiled during the last {steps_between} "
+                  "recorded steps "
                   f"(the guards of the compiled code failed, typically on a new input shape); steps took up to "
                   f"{steps.get('max_ms') or 0:.1f} ms against a median of {median:.1f} ms."),
         severity=max((mean - median) / mean if mean else 0.0, 0.01),

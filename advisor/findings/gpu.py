@@ -33,8 +33,9 @@ def _named(run: RunFacts, names: tuple[str, ...]):
     return run.ops[run.ops["name"].astype(str).isin(names)]
 
 
-def _first_type(types) -> str:
-    return types[0] if isinstance(types, list) and types else ""
+def _typed(ops, *types: str):
+    """The rows of ``ops`` with an input of one of these dtypes (as the trace names them)."""
+    return ops[ops["input_types"].map(lambda t: any(x in types for x in (t or []))).astype(bool)]
 
 
 def tf32_off(run: RunFacts) -> Finding | None:
@@ -42,7 +43,7 @@ def tf32_off(run: RunFacts) -> Finding | None:
     if not run.gpu or cc < 8.0 or (run.facts.get("backends") or {}).get("matmul_tf32") is not False:
         return None
     matmuls = _named(run, MATMULS)
-    fp32 = matmuls[matmuls["input_types"].map(lambda t: "float" in (t or [])[:3])]
+    fp32 = _typed(matmuls, "float")
     share = run.time_share(_device_us(run, fp32))
     if share < MIN_SHARE:
         return None
@@ -87,9 +88,9 @@ def half_matmul_misaligned(run: RunFacts) -> Finding | None:
     if not run.gpu:
         return None
     matmuls = _named(run, MATMULS)
-    half = matmuls[matmuls["input_types"].map(lambda t: any(x in HALF_TYPES for x in (t or [])))]
+    half = _typed(matmuls, *HALF_TYPES)
     mnk = [_matmul_dims(n, d) for n, d in zip(half["name"].astype(str), half["input_dims"])]
-    bad = half[[m is not None and (m[1] % 8 or m[2] % 8) for m in mnk]]
+    bad = half[[m is not None and bool(m[1] % 8 or m[2] % 8) for m in mnk]] if mnk else half
     share = run.time_share(_device_us(run, bad))
     if bad.empty or share < 0.01:
         return None

@@ -19,9 +19,14 @@ def conv_bias_before_batchnorm(run: RunFacts) -> Finding | None:
     tids = top["tid"].to_numpy()
     hits = []
     for i in range(len(top) - 1):
-        if names[i] not in _CONVS or names[i + 1] != "aten::batch_norm" or tids[i] != tids[i + 1]:
+        if names[i] not in _CONVS:
             continue
-        conv, bn = dims[i] or [], dims[i + 1] or []
+        j = i + 1  # BatchNorm's own bookkeeping (num_batches_tracked += 1) on 0-d tensors may come first
+        while j < len(top) - 1 and tids[j] == tids[i] and not any(dims[j] or []):
+            j += 1
+        if names[j] != "aten::batch_norm" or tids[j] != tids[i]:
+            continue
+        conv, bn = dims[i] or [], dims[j] or []
         has_bias = len(conv) > 2 and bool(conv[2])
         if has_bias and len(conv[1]) > 0 and len(bn) > 0 and len(bn[0]) > 1 and bn[0][1] == conv[1][0]:
             hits.append(top.index[i])

@@ -9,8 +9,8 @@ Recorded cheaply (counters and settings, never per-call lists) while the profile
 - ``modes``: debug modes (anomaly detection, deterministic algorithms, ``CUDA_LAUNCH_BLOCKING``) and
   backend settings (matmul precision, TF32, ``cudnn.benchmark``), read at each recorded step's end;
 - ``optimizers``: each stepping optimizer's class, ``foreach``/``fused`` settings and parameter devices;
-- ``compile``: torch._dynamo's graph breaks and compiled graphs at the window's start and end (read
-  only when the script imported ``torch._dynamo`` itself).
+- ``compile``: torch._dynamo's graph breaks and compiled graphs after the first recorded step and at
+  the window's end (read only when ``torch._dynamo`` is imported already).
 
 Nothing of the user's is changed: one optimizer step pre-hook is registered (and removed at the end);
 the step detector reports outermost module calls.
@@ -84,9 +84,11 @@ class FactRecorder:
             for mode, on in _modes().items():
                 self.modes_on[mode] = self.modes_on.get(mode, 0) + int(on)
             self.backends = _backends()
-        if recording and not was_recording:
-            self.compile_start = _dynamo_counters()
-        elif was_recording and not recording:
+            if self.recorded_boundaries == 1:
+                # from the end of the first recorded step: advisor's call-site labels switch on as the
+                # window starts, and torch.compile recompiles once for them
+                self.compile_start = _dynamo_counters()
+        if was_recording and not recording:
             self.compile_end = _dynamo_counters()
         self.recording = recording
 
@@ -130,7 +132,8 @@ class FactRecorder:
             "modes_on_steps": self.modes_on,
             "backends": self.backends,
             "optimizers": list(self.optimizers.values()),
-            "compile": {"start": self.compile_start, "end": self.compile_end},
+            "compile": {"start": self.compile_start, "end": self.compile_end,
+                        "steps_between": max(self.recorded_boundaries - 1, 0)},
             "failure": self.failure,
         }
 
@@ -181,5 +184,6 @@ def _dynamo_counters() -> dict | None:
 
     breaks = counters.get("graph_break", {})
     return {"graph_breaks": int(sum(breaks.values())),
-            "break_reasons": [reason for reason, _ in sorted(breaks.items(), key=lambda kv: -kv[1])[:3]],
+            "break_reasons": [reason.strip().splitlines()[0]
+                              for reason, _ in sorted(breaks.items(), key=lambda kv: -kv[1])[:3]],
             "graphs": int(counters.get("stats", {}).get("unique_graphs", 0))}
