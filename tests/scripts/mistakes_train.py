@@ -45,12 +45,14 @@ class Net(nn.Module):
         self.conv = nn.Conv2d(3, 16, 3, padding=1, bias=args.conv_bias)
         self.bn = nn.BatchNorm2d(16)
         self.head = nn.Linear(16, 10)
+        # many small parameter tensors: a per-parameter optimizer loop shows
+        self.scales = nn.ParameterList(nn.Parameter(torch.ones(1)) for _ in range(30))
 
     def forward(self, x):
         x = torch.relu(self.bn(self.conv(x)))
         if args.compile == "breaks" and x.mean() > 0:  # data-dependent Python: a graph break
             x = x + 1
-        return self.head(x.mean((2, 3)))
+        return self.head(x.mean((2, 3))) * torch.cat(list(self.scales)).prod()
 
 
 model = Net()
