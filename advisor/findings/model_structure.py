@@ -39,7 +39,8 @@ def conv_bias_before_batchnorm(run: RunFacts) -> Finding | None:
     return Finding(
         id="conv_bias_before_batchnorm", title="Convolutions with a bias feed BatchNorm directly",
         evidence=(f"{per_step:.0f} convolution{'s' if per_step != 1 else ''} per step with a bias "
-                  f"({', '.join(map(str, channels))} channels) go straight into aten::batch_norm"
+                  f"({', '.join(map(str, channels))} channels) {'go' if per_step != 1 else 'goes'} straight into "
+                  "aten::batch_norm"
                   f"{' (' + where + ')' if where else ''}: BatchNorm subtracts the batch mean, so the bias is "
                   "added, differentiated and updated for nothing."),
         severity=min(per_step * NOMINAL_SHARE_PER_CONV, 0.05),

@@ -5,7 +5,8 @@ from __future__ import annotations
 from advisor.finding import Finding, RunFacts
 from advisor.hookspecs import hookimpl
 
-#: mean duration of the top-level ops (CPU) or kernels (GPU) under which a step counts as made of tiny ops
+#: median duration of the top-level ops (CPU; the median, as a descheduled op can last milliseconds)
+#: or mean duration of the kernels (GPU) under which a step counts as made of tiny ops
 TINY_OP_US, TINY_KERNEL_US = 50.0, 20.0
 #: share of the step lost to overhead (between ops on the CPU, GPU idle on a GPU) worth a finding
 OVERHEAD_SHARE = 0.25
@@ -41,16 +42,16 @@ def overhead_bound(run: RunFacts) -> Finding | None:
     if compute.empty:
         return None
     phase_us = run.phase_share("forward", "backward") * run.window_us
-    mean_us = compute["dur"].mean()
+    median_us = compute["dur"].median()
     between = max(phase_us - compute["dur"].sum(), 0.0)
     tiny = compute.loc[compute["dur"] < TINY_OP_US, "dur"].sum()
     overhead = run.time_share(between + tiny)
-    if mean_us >= TINY_OP_US or overhead < OVERHEAD_SHARE:
+    if median_us >= TINY_OP_US or overhead < OVERHEAD_SHARE:
         return None
     return Finding(
         id="overhead_bound", title="The step is overhead-bound: many tiny ops",
-        evidence=(f"{len(compute) / run.steps:.0f} ops per step in forward/backward averaging {mean_us:.0f} µs "
-                  f"(median {compute['dur'].median():.0f} µs); {run.time_share(between):.0%} of the step passes "
+        evidence=(f"{len(compute) / run.steps:.0f} ops per step in forward/backward, {median_us:.0f} µs each "
+                  f"(median); {run.time_share(between):.0%} of the step passes "
                   f"between ops (Python, module calls, dispatch){_achieved(run)}."),
         severity=overhead, fix=FIX, technique="compile")
 
