@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "taking turns step by step; compare step time and the script's loss values")
     p.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="no:NAME",
                    help="block the plugin NAME (repeatable)")
+    p.add_argument("--no-finding", dest="no_findings", action="append", default=[], metavar="ID",
+                   help="leave out the finding ID (repeatable; `-p no:findings_NAME` blocks a whole module of rules)")
 
     pl = sub.add_parser("plugins", help="list installed plugins, their techniques and collectors, and load errors")
     pl.add_argument("--json", action="store_true", help="print the list as JSON")
@@ -95,6 +97,7 @@ def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]
     options = ProfileOptions(
         target=ns.module or ns.script, args=script_args, is_module=bool(ns.module), warmup=ns.warmup,
         steps=ns.steps, timeout=ns.timeout, out=ns.out, blocked_plugins=_blocked(ns.plugin_options),
+        no_findings=tuple(ns.no_findings),
         script_stdout_to_stderr=ns.json, keep_running=ns.keep_running, command_line=("advisor", *argv),
         techniques=_names(ns.techniques) if ns.techniques else None,
         measure=not ns.no_measure, trial_budget=ns.trial_budget, pairs=ns.pairs,
