@@ -113,9 +113,11 @@ class Technique:
     snippet: str = ""
 
     def applies_to(self, context: Context) -> Verdict:
+        """Whether the technique applies to this run, with the reason either way."""
         raise NotImplementedError
 
     def estimate(self, context: Context) -> Estimate:
+        """The expected effect, before anything runs; called only when it applies."""
         raise NotImplementedError
 
     def apply(self, workload: Workload) -> Workload:
