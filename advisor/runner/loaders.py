@@ -3,8 +3,9 @@
 The watch wraps ``DataLoader.__iter__`` to note each loader as the script starts iterating it. It holds
 the last one only, and strongly: a loader made inside a ``for`` statement is referenced by nothing
 else while its batches are used (its iterator does not point back to it). The loader iterated last
-before the workload is captured is the one feeding the steps: its settings go into ``workload.json`` (``data_loader``), and techniques find the object itself as
-``Workload.data_loader`` to build *new* loaders over the same dataset.
+before the workload is captured is the one feeding the steps: its settings go into ``workload.json``
+(``data_loader``), and techniques find the object itself as ``Workload.data_loader`` to build *new*
+loaders over the same dataset.
 """
 
 from __future__ import annotations
