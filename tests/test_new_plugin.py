@@ -1,5 +1,6 @@
 """`advisor new-plugin NAME`: a skeleton that installs, is discovered, and passes its own tests as generated."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -24,8 +25,9 @@ def test_generated_plugin_installs_lists_and_passes_its_tests(tmp_path):
     proc = run_advisor("new-plugin", "demo", cwd=tmp_path)
     assert proc.returncode == 0 and "pip install" in proc.stdout, proc.stderr
     site = tmp_path / "site"  # installed apart, so that the project's environment stays as it is
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", site, tmp_path / "demo"], check=True, capture_output=True, timeout=240)
+    offline = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []  # else pip fetches it
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *offline, "--target", site,
+                    tmp_path / "demo"], check=True, capture_output=True, timeout=240)
     env = {**os.environ, "PYTHONPATH": str(site)}
     listed = {p["name"]: p for p in json.loads(run_advisor("plugins", "--json", env=env).stdout)}
     assert listed["demo"]["distribution"] == "advisor-demo 0.1.0" and listed["demo"]["status"] == "loaded"

@@ -89,7 +89,7 @@ def test_verdict_from_the_hot_ops():
 
 def test_measured_on_the_gpt_example(tmp_path):
     proc, summary = profile_json("--warmup", "2", "--steps", "2", "--techniques", "sdpa", EXAMPLES / "gpt_train.py",
-                                 "--", "--steps", "8", "--batch-size", "4", tmp_path=tmp_path)
+                                 "--", "--steps", "8", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
     record = {r["technique"]: r for r in summary["recommendations"]}["sdpa"]
     assert record["status"] == "measured", record

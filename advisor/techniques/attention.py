@@ -12,7 +12,7 @@ from advisor.technique import Context, DoesNotApply, Estimate, Technique, Verdic
 
 #: what the fused kernel is assumed to gain on the ops it replaces (no (T x T) scores written and read back)
 LOCAL_SPEEDUP = 2.0
-_SCORE_OPS = ("aten::bmm", "aten::matmul", "softmax", "aten::masked_fill", "aten::dropout")
+_SCORE_OPS = ("aten::bmm", "aten::matmul", "aten::_softmax", "aten::masked_fill", "aten::dropout")
 #: a masked_fill value at or below this is taken as -inf (exp() of it is 0 in every float dtype)
 _NEG_INF = -1e4
 
@@ -208,7 +208,7 @@ y = F.scaled_dot_product_attention(q, k, v, is_causal=True,          # or attn_m
                                    dropout_p=self.dropout if self.training else 0.0)"""
 
     def applies_to(self, context: Context) -> Verdict:
-        softmax = context.share_of("softmax")
+        softmax = context.share_of("aten::_softmax")  # forward and backward, not log_softmax
         matmul = context.share_of("aten::bmm", "aten::matmul")
         if not softmax or not matmul:
             return Verdict(False, "no batched matmul and softmax among the step's hot ops: no hand-written "
