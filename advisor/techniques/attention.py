@@ -208,13 +208,12 @@ y = F.scaled_dot_product_attention(q, k, v, is_causal=True,          # or attn_m
                                    dropout_p=self.dropout if self.training else 0.0)"""
 
     def applies_to(self, context: Context) -> Verdict:
-        softmax = context.share_of("aten::_softmax")  # forward and backward, not log_softmax
         matmul = context.share_of("aten::bmm", "aten::matmul")
-        if not softmax or not matmul:
-            return Verdict(False, "no batched matmul and softmax among the step's hot ops: no hand-written "
-                                  "attention to replace")
-        return Verdict(True, f"batched matmuls ({matmul:.0%}) and softmax ({softmax:.0%}) among the hot ops, as "
-                             "in hand-written attention; the pattern is looked for in the model copy")
+        if not matmul:
+            return Verdict(False, "no batched matmul among the step's hot ops: no hand-written attention to replace")
+        softmax = context.share_of("aten::_softmax")  # forward and backward, not log_softmax
+        return Verdict(True, f"batched matmuls ({matmul:.0%}) and softmax ({softmax:.0%}) among the hot ops, as in "
+                             "hand-written attention; the pattern is looked for in the model copy")
 
     def estimate(self, context: Context) -> Estimate:
         share = context.share_of(*_SCORE_OPS)
