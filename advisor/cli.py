@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="no:NAME",
                     help="block the plugin NAME (repeatable)")
 
+    n = sub.add_parser("new-plugin", help="write a plugin package skeleton that installs and passes its tests")
+    n.add_argument("name", help="the plugin's name: the package is advisor-NAME, the module advisor_NAME")
+    n.add_argument("--dir", type=Path, default=Path("."), help="where to create the NAME folder (default: here)")
+
     s = sub.add_parser("show", help="print the summary of a run again, from its directory alone")
     s.add_argument("run", nargs="?", type=Path, help="run directory (default: the newest run)")
     s.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -229,6 +233,15 @@ def _cmd_plugins(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_new_plugin(ns: argparse.Namespace) -> int:
+    from advisor.scaffold import write_plugin
+
+    root = write_plugin(ns.name, ns.dir)
+    print(f"wrote {root}: `pip install {root}`, then `advisor plugins` lists it and `pytest {root / 'tests'}` "
+          "runs its tests")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the advisor command line; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -241,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_show(ns)
         if ns.command == "plugins":
             return _cmd_plugins(ns)
+        if ns.command == "new-plugin":
+            return _cmd_new_plugin(ns)
         raise UsageError(f"unknown command {ns.command}")
     except AdvisorError as exc:
         print(f"advisor: error: {exc}", file=sys.stderr)

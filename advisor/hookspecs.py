@@ -55,8 +55,9 @@ def advisor_techniques(config: dict) -> list[Technique]:
 
     :param config: the run's settings (``techniques``: the names asked for, or None for all).
     :returns: a list of :class:`advisor.technique.Technique` instances. A technique that raises in
-        any of its methods, or returns something of the wrong type, is reported as broken and the
-        others go on.
+        ``applies_to`` or ``estimate``, or returns something of the wrong type, is reported as
+        ``broken``; one that raises in ``apply`` or ``benchmark`` as ``failed`` on this run's model
+        (``not applicable`` for :class:`advisor.technique.DoesNotApply`); the others go on either way.
     """
 
 

@@ -202,8 +202,9 @@ class Runner:
                 for i, pair in enumerate(pairs):
                     self.report(event="trial", name=pair.name, n=i + 1, of=0)
                     records.append({**trial(pair, context, self.workload, True, settings.budget_s), "pair": True})
-            share = replayed_share(summary, bool(workload_info.get("training")))
-            project(records, share)
+            training = bool(workload_info.get("training"))
+            project(records, summary, training)
+            share = replayed_share(summary, training)
             atomic_write_json(self.run_dir / TRIALS_FILE, {"measured": measure, "replayed_share": share,
                                                            "techniques": rank(records)})
         finally:
