@@ -58,12 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "taking turns step by step; compare step time and the script's loss values")
     p.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="no:NAME",
                    help="block the plugin NAME (repeatable)")
+    p.add_argument("--no-finding", dest="no_findings", action="append", default=[], metavar="ID",
+                   help="leave out the finding ID (repeatable; `-p no:findings_NAME` blocks a whole module of rules)")
     p.add_argument("--tui", action="store_true", help="open the run in the terminal UI when it ends")
 
     pl = sub.add_parser("plugins", help="list installed plugins, their techniques and collectors, and load errors")
     pl.add_argument("--json", action="store_true", help="print the list as JSON")
     pl.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="no:NAME",
                     help="block the plugin NAME (repeatable)")
+
+    n = sub.add_parser("new-plugin", help="write a plugin package skeleton that installs and passes its tests")
+    n.add_argument("name", help="the plugin's name: the package is advisor-NAME, the module advisor_NAME")
+    n.add_argument("--dir", type=Path, default=Path("."), help="where to create the NAME folder (default: here)")
 
     s = sub.add_parser("show", help="print the summary of a run again, from its directory alone")
     s.add_argument("run", nargs="?", type=Path, help="run directory (default: the newest run)")
@@ -109,6 +115,7 @@ def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]
     options = ProfileOptions(
         target=ns.module or ns.script, args=script_args, is_module=bool(ns.module), warmup=ns.warmup,
         steps=ns.steps, timeout=ns.timeout, out=ns.out, blocked_plugins=_blocked(ns.plugin_options),
+        no_findings=tuple(ns.no_findings),
         script_stdout_to_stderr=ns.json, keep_running=ns.keep_running, command_line=("advisor", *argv),
         techniques=_names(ns.techniques) if ns.techniques else None,
         measure=not ns.no_measure, trial_budget=ns.trial_budget, pairs=ns.pairs,
@@ -269,6 +276,15 @@ def _cmd_plugins(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_new_plugin(ns: argparse.Namespace) -> int:
+    from advisor.scaffold import write_plugin
+
+    root = write_plugin(ns.name, ns.dir)
+    print(f"wrote {root}: `pip install {root}`, then `advisor plugins` lists it and `pytest {root / 'tests'}` "
+          "runs its tests")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the advisor command line; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -285,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_report(ns)
         if ns.command == "plugins":
             return _cmd_plugins(ns)
+        if ns.command == "new-plugin":
+            return _cmd_new_plugin(ns)
         raise UsageError(f"unknown command {ns.command}")
     except AdvisorError as exc:
         print(f"advisor: error: {exc}", file=sys.stderr)

@@ -17,6 +17,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from advisor.collectors.base import Collector
+    from advisor.finding import Finding, RunFacts
     from advisor.technique import Technique
 
 hookspec = pluggy.HookspecMarker("advisor")
@@ -54,6 +55,30 @@ def advisor_techniques(config: dict) -> list[Technique]:
 
     :param config: the run's settings (``techniques``: the names asked for, or None for all).
     :returns: a list of :class:`advisor.technique.Technique` instances. A technique that raises in
-        any of its methods, or returns something of the wrong type, is reported as broken and the
-        others go on.
+        ``applies_to`` or ``estimate``, or returns something of the wrong type, is reported as
+        ``broken``; one that raises in ``apply`` or ``benchmark`` as ``failed`` on this run's model
+        (``not applicable`` for :class:`advisor.technique.DoesNotApply`); the others go on either way.
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# Findings: mistakes seen in the run, with their evidence and the fix
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def advisor_findings(run: RunFacts) -> list[Finding]:
+    """Return the performance mistakes this plugin sees in an analysed run.
+
+    Called once per analysis, in advisor's own process, after the trace is analysed and the
+    techniques' trials are read (``advisor profile``, and ``advisor show`` of a run not yet analysed).
+
+    :param run: the :class:`advisor.finding.RunFacts` of the run: its summary, the host events and
+        GPU work of the recorded steps as frames, and ``runner.json``, ``workload.json``,
+        ``facts.json`` and ``meta.json``. Read it only.
+    :returns: a list of :class:`advisor.finding.Finding` (empty when nothing is wrong), each with the
+        evidence from this run. Every plugin's findings are kept, ranked by severity, into
+        ``summary["findings"]``; those whose id the user dropped (``--no-finding ID``) are left out.
+        A plugin that raises, or returns something other than findings, is recorded in
+        ``summary["broken_plugins"]`` and the other plugins go on.
     """

@@ -12,6 +12,9 @@ Layout, format version 1 (every file written atomically; no pickle):
                                       chrome://tracing, TensorBoard, Holistic Trace Analysis)
 ``workload.json``                     the step captured for trials: model, inputs, optimizer, and how
                                       exactly a replay reproduces the script's outputs and gradients
+``facts.json``                        what the script's process saw that the trace cannot show: torch
+                                      threads and cores, grad mode of forward passes, debug and backend
+                                      settings, optimizers, torch.compile counters
 ``trials.json``                       each technique: applies and why, estimate, measured speedup,
                                       spread and numerical change, snippet
 ``samples.csv``                       psutil samples of the script's process tree
@@ -44,6 +47,7 @@ RUNNER_FILE = "runner.json"
 STEPS_FILE = "steps.csv"
 TRACE_FILE = "trace/worker0.pt.trace.json"
 WORKLOAD_FILE = "workload.json"
+FACTS_FILE = "facts.json"
 TRIALS_FILE = "trials.json"
 SUMMARY_FILE = "summary.json"
 OUTCOMES_FILE = "outcomes.csv"

@@ -49,6 +49,7 @@ class ProfileOptions:
     timeout: float | None = None
     out: Path | None = None
     blocked_plugins: tuple[str, ...] = ()
+    no_findings: tuple[str, ...] = ()
     script_stdout_to_stderr: bool = False
     keep_running: bool = False
     command_line: tuple[str, ...] = ()
@@ -282,7 +283,8 @@ def new_meta(options: ProfileOptions, collector_status: dict) -> dict:
                    "args": list(options.args)},
         "cwd": str(options.cwd or os.getcwd()),
         "settings": {"warmup": options.warmup, "steps": options.steps, "timeout": options.timeout,
-                     "keep_running": options.keep_running},
+                     "keep_running": options.keep_running, "blocked_plugins": list(options.blocked_plugins),
+                     "no_findings": list(options.no_findings)},
         "host": _host(),
         "python": sys.version.split()[0],
         "collectors": collector_status,

@@ -7,15 +7,21 @@ A technique plugin implements :func:`advisor.hookspecs.advisor_techniques` and r
    description, the hardware) — the reason is shown either way;
 2. :meth:`Technique.estimate`, before anything runs — it must say what it is based on;
 3. :meth:`Technique.apply` on a private copy of the captured workload, which advisor then times
-   against the unchanged copy, interleaved, and checks for numerical change.
+   against the unchanged copy, interleaved, and checks for numerical change; or, for a technique
+   that changes something other than the model step (the DataLoader, say),
+   :meth:`Technique.benchmark`, which brings its own pair of callables to time and its own
+   quality check.
 
-A technique never touches the user's objects: it only changes the copy it is given.
+A technique never touches the user's objects: it only changes the copy it is given. When the copy
+shows that it does not apply after all (no layer it can change, say), ``apply`` or ``benchmark``
+raises :class:`DoesNotApply` with the reason; any other exception is recorded as
+``failed: <error>`` for this run, and the other techniques go on.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from advisor.runner.capture import Workload
@@ -52,7 +58,8 @@ class Context:
     :param summary: the run's summary (the same dict as ``advisor profile --json``).
     :param workload: the captured workload's description (``workload.json``).
     :param hardware: ``cpu_flags`` (set of str), ``cuda`` (bool), ``gpus`` (list of dicts with
-        ``name``, ``compute_capability``, ``total_memory``), ``device`` ("cpu" or "cuda").
+        ``name``, ``compute_capability``, ``total_memory``), ``device`` ("cpu" or "cuda"),
+        ``cpu_cores`` (the cores this process may run on), ``torch_threads`` (torch's intra-op threads).
     """
 
     summary: dict
@@ -65,8 +72,38 @@ class Context:
                    if any(name in op["name"] for name in op_names))
 
 
+class DoesNotApply(Exception):
+    """Raised by :meth:`Technique.apply` or :meth:`Technique.benchmark` when the workload itself shows
+    that the technique does not apply; the message is the reason shown."""
+
+
+@dataclasses.dataclass
+class Benchmark:
+    """A technique's own measurement, for a change that is not in the replayed model step.
+
+    :param baseline: one unit of work as the script does it (e.g. loading a few batches).
+    :param variant: the same unit of work with the technique applied.
+    :param phases: the phases of the step the unit stands for (``"data"``, ``"forward"``,
+        ``"backward"``, ``"optimizer"``): the measured speedup is carried over to the whole step
+        through their share of it.
+    :param quality: the technique's own quality check, done before the timing, as a dict like the
+        step trials' (``output_rel_error``: relative change of what the unit produces, None when not
+        comparable; other keys are shown as they are).
+    :param notes: what to report about the change (settings tried, counts).
+    :param close: called once timing ends, however it ends (e.g. to stop worker processes).
+    """
+
+    baseline: Callable[[], object]
+    variant: Callable[[], object]
+    phases: tuple[str, ...]
+    quality: dict = dataclasses.field(default_factory=dict)
+    notes: dict = dataclasses.field(default_factory=dict)
+    close: Callable[[], None] | None = None
+
+
 class Technique:
-    """Base class of techniques; subclasses set the attributes and implement the three methods."""
+    """Base class of techniques; subclasses set the attributes and implement ``applies_to``,
+    ``estimate`` and either ``apply`` or ``benchmark``."""
 
     #: short identifier used by ``--techniques`` and ``--apply``
     name: str = ""
@@ -76,14 +113,22 @@ class Technique:
     snippet: str = ""
 
     def applies_to(self, context: Context) -> Verdict:
+        """Whether the technique applies to this run, with the reason either way."""
         raise NotImplementedError
 
     def estimate(self, context: Context) -> Estimate:
+        """The expected effect, before anything runs; called only when it applies."""
         raise NotImplementedError
 
     def apply(self, workload: Workload) -> Workload:
         """Change ``workload`` (a private copy) and return it."""
         raise NotImplementedError
+
+    def benchmark(self, workload: Workload) -> Benchmark | None:
+        """The technique's own measurement, or None (the default) to time ``apply``'s replayed step
+        against the unchanged one. ``workload`` is a private copy; its ``data_loader`` is the script's
+        own and stays unchanged."""
+        return None
 
 
 def amdahl(share: float, local_speedup: float) -> float:

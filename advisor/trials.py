@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import signal
 import statistics
@@ -17,7 +18,7 @@ from typing import Callable
 import torch
 
 from advisor.runner.capture import Workload, _tensor_leaves, relative_error
-from advisor.technique import Context, Estimate, Technique, Verdict, amdahl
+from advisor.technique import Benchmark, Context, DoesNotApply, Estimate, Technique, Verdict, amdahl
 
 PAIRS = 10
 WARMUP_STEPS = 2
@@ -168,7 +169,11 @@ def broken_plugin(name: str, why: str) -> dict:
 
 def trial(technique: Technique, context: Context, workload: Workload | None, measure_it: bool,
           budget_s: float = BUDGET_SECONDS) -> dict:
-    """One technique's record: verdict, estimate, and (when it applies and ``measure_it``) the measurement."""
+    """One technique's record: verdict, estimate, and (when it applies and ``measure_it``) the measurement.
+
+    A technique that raises in ``applies_to`` or ``estimate`` is ``broken``; one that raises while
+    applied to this workload has ``failed`` on it; :class:`DoesNotApply` makes it ``not applicable``.
+    """
     record: dict = {"technique": getattr(technique, "name", type(technique).__name__),
                     "title": getattr(technique, "title", ""), "snippet": getattr(technique, "snippet", ""),
                     "applies": None, "reason": None, "estimate": None, "measured": None}
@@ -180,33 +185,59 @@ def trial(technique: Technique, context: Context, workload: Workload | None, mea
             return record
         estimate = _checked(technique.estimate(context), Estimate, "estimate")
         record["estimate"] = dataclasses.asdict(estimate)
-        if not measure_it or workload is None:
-            record["status"] = "not measured"
-            return record
+    except Exception as exc:  # a broken plugin is reported, the others go on
+        record["status"] = f"broken: {type(exc).__name__}: {exc}"
+        return record
+    if not measure_it or workload is None:
+        record["status"] = "not measured"
+        return record
+    try:
         with _Budget(budget_s):
-            started = time.perf_counter()
-            fresh = _checked(technique.apply(workload.clone()), Workload, "apply")
-            checked = quality(workload, fresh)  # before any step changes the variant's weights
-            first_use_s = time.perf_counter() - started  # includes a first compilation, if any
-            variant = technique.apply(workload.clone())
-            measured = measure(workload.clone().step_function(), variant.step_function(),
-                               variant_scale=variant.batch_scale / workload.batch_scale).to_json()
-            steady_s = (measured["baseline_ms"] + measured["variant_ms"]) / 1000
-            if first_use_s - steady_s > measured["setup_s"]:
-                measured["setup_s"] = round(first_use_s - steady_s, 4)
-                saved_s = (measured["baseline_ms"] * measured["speedup"] - measured["baseline_ms"]) / 1000 \
-                    / measured["speedup"] if measured["speedup"] > 1 else 0
-                measured["break_even_steps"] = round(measured["setup_s"] / saved_s, 1) if saved_s > 0 else None
-            measured["memory_bytes"] = _peak_memory_change(workload, variant)
-            measured["quality"] = checked
-            measured["notes"] = dict(fresh.notes)
+            own = technique.benchmark(workload.clone())
+            measured = _measure_step(technique, workload) if own is None else \
+                _measure_benchmark(_checked(own, Benchmark, "benchmark"))
         record["measured"] = measured
         record["status"] = "measured"
     except TrialOverBudget:
         record["status"] = f"over budget: stopped after {budget_s:g} s"
-    except Exception as exc:  # a broken plugin is reported, the others go on
-        record["status"] = f"broken: {type(exc).__name__}: {exc}"
+    except DoesNotApply as exc:
+        record.update(applies=False, reason=str(exc), estimate=None, status="not applicable")
+    except Exception as exc:  # failed on this workload; the others go on
+        record["status"] = f"failed: {type(exc).__name__}: {exc}"
     return record
+
+
+def _measure_step(technique: Technique, workload: Workload) -> dict:
+    """The replayed step with the technique applied, timed against the unchanged step."""
+    started = time.perf_counter()
+    fresh = _checked(technique.apply(workload.clone()), Workload, "apply")
+    checked = quality(workload, fresh)  # before any step changes the variant's weights
+    first_use_s = time.perf_counter() - started  # includes a first compilation, if any
+    variant = technique.apply(workload.clone())
+    measured = measure(workload.clone().step_function(), variant.step_function(),
+                       variant_scale=variant.batch_scale / workload.batch_scale).to_json()
+    steady_s = (measured["baseline_ms"] + measured["variant_ms"]) / 1000
+    if first_use_s - steady_s > measured["setup_s"]:
+        measured["setup_s"] = round(first_use_s - steady_s, 4)
+        saved_s = (measured["baseline_ms"] * measured["speedup"] - measured["baseline_ms"]) / 1000 \
+            / measured["speedup"] if measured["speedup"] > 1 else 0
+        measured["break_even_steps"] = round(measured["setup_s"] / saved_s, 1) if saved_s > 0 else None
+    measured["memory_bytes"] = _peak_memory_change(workload, variant)
+    measured["quality"] = checked
+    measured["notes"] = dict(fresh.notes)
+    return measured
+
+
+def _measure_benchmark(benchmark: Benchmark) -> dict:
+    """A technique's own pair of callables timed interleaved; ``close`` runs however it ends."""
+    try:
+        measured = measure(benchmark.baseline, benchmark.variant).to_json()
+    finally:
+        if benchmark.close is not None:
+            benchmark.close()
+    measured.update(memory_bytes=None, quality=dict(benchmark.quality), notes=dict(benchmark.notes),
+                    phases=list(benchmark.phases))
+    return measured
 
 
 class Combined(Technique):
@@ -239,13 +270,13 @@ def family(name: str) -> str:
 def pairs_worth_measuring(records: list[dict], techniques: dict[str, Technique], top: int | None = 3,
                           threshold: float = 1.05) -> list[Combined]:
     """Pairs among the ``top`` (None: all) best measured singles that gained at least ``threshold``,
-    one technique per family."""
+    one technique per family; techniques measured by their own benchmark are not paired."""
     gaining, families = [], set()
     for r in sorted(records, key=lambda r: -((r.get("measured") or {}).get("speedup") or 0)):
         speedup = (r.get("measured") or {}).get("speedup") or 0
         name = r.get("technique")
         if r.get("status") == "measured" and speedup >= threshold and name in techniques \
-                and family(name) not in families:
+                and family(name) not in families and not r["measured"].get("phases"):
             gaining.append(techniques[name])
             families.add(family(name))
     gaining = gaining[:top]
@@ -253,7 +284,8 @@ def pairs_worth_measuring(records: list[dict], techniques: dict[str, Technique],
 
 
 def hardware(workload: Workload | None) -> dict:
-    """What the techniques may know of the machine: CPU flags, GPUs, and where the model runs."""
+    """What the techniques may know of the machine: CPU flags, cores and torch threads, GPUs, and where
+    the model runs."""
     flags: set[str] = set()
     try:
         with open("/proc/cpuinfo") as f:
@@ -269,27 +301,36 @@ def hardware(workload: Workload | None) -> dict:
             p = torch.cuda.get_device_properties(i)
             gpus.append({"name": p.name, "compute_capability": f"{p.major}.{p.minor}", "total_memory": p.total_memory})
     on_cuda = workload is not None and any(p.is_cuda for p in workload.model.parameters())
-    return {"cpu_flags": flags, "cuda": bool(gpus), "gpus": gpus, "device": "cuda" if on_cuda else "cpu"}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return {"cpu_flags": flags, "cuda": bool(gpus), "gpus": gpus, "device": "cuda" if on_cuda else "cpu",
+            "cpu_cores": cores, "torch_threads": torch.get_num_threads()}
 
 
 #: outputs that change by more than this (relative) rank after every technique that stays within it
 QUALITY_TOLERANCE = 0.05
 
 
-def replayed_share(summary: dict, training: bool) -> float | None:
-    """Share of the script's step that the replayed workload covers (forward, and for training backward
-    and the optimizer); data loading and the rest of the script's step are not replayed."""
+def phase_share(summary: dict, phases) -> float | None:
+    """Share of the script's step spent in ``phases`` (None when the step breakdown is unknown)."""
     parts = summary.get("breakdown") or {}
     if not parts:
         return None
-    phases = ("forward", "backward", "optimizer") if training else ("forward",)
     return sum(parts.get(p, {}).get("share", 0.0) for p in phases)
 
 
-def project(records: list[dict], share: float | None) -> None:
-    """Add ``projected_speedup``: the measured gain of the replayed step carried over to the whole step."""
+def replayed_share(summary: dict, training: bool) -> float | None:
+    """Share of the script's step that the replayed workload covers (forward, and for training backward
+    and the optimizer); data loading and the rest of the script's step are not replayed."""
+    return phase_share(summary, ("forward", "backward", "optimizer") if training else ("forward",))
+
+
+def project(records: list[dict], summary: dict, training: bool) -> None:
+    """Add ``projected_speedup``: the measured gain carried over to the whole step, through the share of
+    the phases it was measured on (the replayed step's, unless the measurement names its ``phases``)."""
+    replayed = replayed_share(summary, training)
     for r in records:
         measured = r.get("measured")
+        share = phase_share(summary, measured["phases"]) if measured and measured.get("phases") else replayed
         if measured and measured.get("speedup") and share is not None:
             measured["step_share"] = round(share, 4)
             measured["projected_speedup"] = round(amdahl(share, measured["speedup"]), 4)

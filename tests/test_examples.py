@@ -36,3 +36,10 @@ def test_mlp_inference_steps_are_module_calls(tmp_path):
     summary = _profile(tmp_path, "mlp_infer")
     assert summary["steps"]["detection"] == "module"
     assert summary["breakdown"]["backward"]["ms"] == 0
+
+
+def test_gpt_attention_is_hand_written(tmp_path):
+    summary = _profile(tmp_path, "gpt_train")
+    names = {op["name"] for op in summary["hot_ops"]}
+    assert "aten::bmm" in names, names
+    assert not any("scaled_dot_product" in n for n in names), names

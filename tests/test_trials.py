@@ -4,10 +4,12 @@
 import itertools
 import os
 import textwrap
+import time
 
 import pytest
 
-from advisor.trials import family, measure
+from advisor.technique import Benchmark, Context, DoesNotApply, Estimate, Technique, Verdict
+from advisor.trials import family, measure, pairs_worth_measuring, project, trial
 from conftest import EXAMPLES, SCRIPTS, install_plugin, profile_json
 
 BROKEN = textwrap.dedent('''
@@ -118,3 +120,67 @@ def test_broken_technique_plugins_are_reported(tmp_path):
     assert records["malformed"]["status"] == "broken: TypeError: applies_to returned bool, not Verdict"
     assert records["broken_techniques"]["status"] == "broken plugin: returned str, not a Technique"
     assert records["dtype"]["status"] in ("measured", "not applicable"), "the other techniques went on"
+
+
+def _workload():
+    import torch
+
+    from advisor.runner.capture import Workload
+
+    model = torch.nn.Linear(4, 2).eval()
+    return Workload(model=model, args=(torch.randn(3, 4),), kwargs={}, training=False, output_grads=[None],
+                    backward_from=None, optimizer=None, rng_state=torch.get_rng_state())
+
+
+class _Applies(Technique):
+    name = "applies"
+
+    def applies_to(self, context):
+        return Verdict(True, "always")
+
+    def estimate(self, context):
+        return Estimate(speedup=1.5, basis="test")
+
+
+def test_a_technique_that_fails_on_the_model_is_a_record_not_a_crash():
+    class Fails(_Applies):
+        def apply(self, workload):
+            raise AttributeError("'function' object has no attribute 'device'")
+
+    class NotHere(_Applies):
+        def apply(self, workload):
+            raise DoesNotApply("no layer to change")
+
+    context = Context({}, {}, {})
+    failed = trial(Fails(), context, _workload(), measure_it=True)
+    assert failed["status"] == "failed: AttributeError: 'function' object has no attribute 'device'"
+    assert failed["estimate"]["speedup"] == 1.5 and failed["measured"] is None
+    not_here = trial(NotHere(), context, _workload(), measure_it=True)
+    assert (not_here["status"], not_here["applies"], not_here["reason"], not_here["estimate"]) == \
+        ("not applicable", False, "no layer to change", None)
+
+
+def test_own_benchmarks_are_timed_closed_and_projected_through_their_phases():
+    closed = []
+
+    class OwnTiming(_Applies):
+        def benchmark(self, workload):
+            return Benchmark(baseline=lambda: time.sleep(0.002), variant=lambda: None, phases=("data",),
+                             quality={"output_rel_error": 0.0}, notes={"k": 1}, close=lambda: closed.append(1))
+
+    class Hangs(OwnTiming):
+        def benchmark(self, workload):
+            return Benchmark(baseline=lambda: time.sleep(600), variant=lambda: None, phases=("data",),
+                             close=lambda: closed.append(2))
+
+    record = trial(OwnTiming(), Context({}, {}, {}), _workload(), measure_it=True)
+    assert record["status"] == "measured" and closed == [1]
+    assert record["measured"]["speedup"] > 1 and record["measured"]["notes"] == {"k": 1}
+    over = trial(Hangs(), Context({}, {}, {}), _workload(), measure_it=True, budget_s=0.5)
+    assert over["status"].startswith("over budget") and closed == [1, 2]
+    step = {"technique": "step", "measured": {"speedup": 2.0, "speedup_low": 2.0}}
+    summary = {"breakdown": {"data": {"share": 0.5}, "forward": {"share": 0.25}, "other": {"share": 0.25}}}
+    project([record, step], summary, training=False)
+    assert record["measured"]["step_share"] == 0.5 and step["measured"]["step_share"] == 0.25
+    assert step["measured"]["projected_speedup"] == pytest.approx(1 / (0.75 + 0.125), abs=1e-4)
+    assert pairs_worth_measuring([record], {"applies": OwnTiming()}) == [], "own benchmarks are not paired"

@@ -61,8 +61,8 @@ def analyse(run_dir: Path, runner: dict | None = None) -> Profile:
         runner = read_json(run_dir / RUNNER_FILE, "runner record") if (run_dir / RUNNER_FILE).exists() else {}
     trace = load_trace(run_dir / TRACE_FILE) if (run_dir / TRACE_FILE).exists() else None
     events = trace.events if trace is not None else pd.DataFrame(
-        columns=["cat", "name", "ph", "pid", "tid", "ts", "dur", "end", "input_dims", "concrete_inputs",
-                 "bytes", "total_allocated", "device_type", "device_id", "correlation", "external_id"])
+        columns=["cat", "name", "ph", "pid", "tid", "ts", "dur", "end", "input_dims", "input_types",
+                 "concrete_inputs", "bytes", "total_allocated", "device_type", "device_id", "correlation", "external_id"])
     host = annotate(events)
     first = int(runner.get("warmup", 0) or 0)
     steps = step_table(host, first, int(runner.get("recorded_steps", 0) or 0))
@@ -147,8 +147,12 @@ def _clean(row: dict) -> dict:
 
 
 def write_analysis(profile: Profile) -> dict:
-    """Analyse results into the run directory (``summary.json``, ``hot_ops.csv``, ``window_steps.csv``)."""
+    """Analyse results into the run directory (``summary.json``, ``hot_ops.csv``, ``window_steps.csv``):
+    the summary with the findings plugins' ``findings`` added."""
+    from advisor.diagnosis import diagnose
+
     summary = summarize(profile)
+    summary.update(diagnose(profile, summary))
     atomic_write_csv(profile.run_dir / HOT_OPS_FILE, profile.hot_ops)
     atomic_write_csv(profile.run_dir / WINDOW_STEPS_FILE, profile.steps)
     atomic_write_json(profile.run_dir / SUMMARY_FILE, summary)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import ijson
@@ -53,38 +54,13 @@ def _read_metadata(path: Path) -> dict:
 def load_trace(path: Path) -> Trace:
     """Parse a kineto (Chrome JSON) trace into a :class:`Trace`; raise RunDirError if it is unreadable."""
     path = Path(path)
-    columns: dict[str, list] = {k: [] for k in ("cat", "name", "ph", "pid", "tid", "ts", "dur", "input_dims",
-                                                "concrete_inputs", "bytes", "total_allocated", "device_type",
-                                                "device_id", "correlation", "external_id")}
     try:
         metadata = _read_metadata(path)
-        with open(path, "rb") as f:
-            for event in ijson.items(f, "traceEvents.item", use_float=True):
-                ph = event.get("ph")
-                cat = event.get("cat")
-                if ph == "X" and cat in _KEPT_CATEGORIES:
-                    args = event.get("args") or {}
-                    dur = event.get("dur", 0.0)
-                elif ph == "i" and event.get("name") == _MEMORY_EVENT:
-                    args = event.get("args") or {}
-                    cat, dur = "memory", 0.0
-                else:
-                    continue
-                columns["cat"].append(cat)
-                columns["name"].append(event.get("name", ""))
-                columns["ph"].append(ph)
-                columns["pid"].append(str(event.get("pid", "")))
-                columns["tid"].append(str(event.get("tid", "")))
-                columns["ts"].append(float(event.get("ts", 0.0)))
-                columns["dur"].append(float(dur))
-                columns["input_dims"].append(args.get("Input Dims"))
-                columns["concrete_inputs"].append(args.get("Concrete Inputs"))
-                columns["bytes"].append(args.get("Bytes"))
-                columns["total_allocated"].append(args.get("Total Allocated"))
-                columns["device_type"].append(args.get("Device Type"))
-                columns["device_id"].append(args.get("Device Id"))
-                columns["correlation"].append(args.get("correlation"))
-                columns["external_id"].append(args.get("External id"))
+        try:
+            with open(path, "rb") as f:
+                columns = _columns(f)
+        except ijson.JSONError:
+            columns = _columns(_Reader(_repaired_lines(path)))
     except FileNotFoundError:
         raise RunDirError(f"{path}: trace missing") from None
     except (OSError, ijson.JSONError, ValueError, TypeError) as exc:
@@ -96,3 +72,70 @@ def load_trace(path: Path) -> Trace:
         events[col] = pd.to_numeric(events[col], errors="coerce")
     events["end"] = events["ts"] + events["dur"]
     return Trace(metadata=metadata, events=events)
+
+
+def _columns(stream) -> dict[str, list]:
+    """The kept events of a trace stream, column by column."""
+    columns: dict[str, list] = {k: [] for k in ("cat", "name", "ph", "pid", "tid", "ts", "dur", "input_dims",
+                                                "input_types", "concrete_inputs", "bytes", "total_allocated",
+                                                "device_type", "device_id", "correlation", "external_id")}
+    for event in ijson.items(stream, "traceEvents.item", use_float=True):
+        ph = event.get("ph")
+        cat = event.get("cat")
+        if ph == "X" and cat in _KEPT_CATEGORIES:
+            args = event.get("args") or {}
+            dur = event.get("dur", 0.0)
+        elif ph == "i" and event.get("name") == _MEMORY_EVENT:
+            args = event.get("args") or {}
+            cat, dur = "memory", 0.0
+        else:
+            continue
+        columns["cat"].append(cat)
+        columns["name"].append(event.get("name", ""))
+        columns["ph"].append(ph)
+        columns["pid"].append(str(event.get("pid", "")))
+        columns["tid"].append(str(event.get("tid", "")))
+        columns["ts"].append(float(event.get("ts", 0.0)))
+        columns["dur"].append(float(dur))
+        columns["input_dims"].append(args.get("Input Dims"))
+        columns["input_types"].append(args.get("Input type"))
+        columns["concrete_inputs"].append(args.get("Concrete Inputs"))
+        columns["bytes"].append(args.get("Bytes", args.get("bytes")))  # memory events; memcpys
+        columns["total_allocated"].append(args.get("Total Allocated"))
+        columns["device_type"].append(args.get("Device Type"))
+        columns["device_id"].append(args.get("Device Id"))
+        columns["correlation"].append(args.get("correlation"))
+        columns["external_id"].append(args.get("External id"))
+    return columns
+
+
+_NAME_LINE = re.compile(rb'^(\s*"name": )"(.*)"(,?\s*)$', re.S)
+
+
+def _repaired_lines(path: Path):
+    """The trace's lines with each ``"name"`` value escaped again: kineto writes Python function names
+    as they are, and a name holding ``"`` (seen in code run by torch.compile) breaks the JSON."""
+    with open(path, "rb") as f:
+        for line in f:
+            match = _NAME_LINE.match(line)
+            if match and b'"' in match.group(2):
+                name = json.dumps(match.group(2).decode("utf-8", "replace")).encode()
+                line = match.group(1) + name + match.group(3)
+            yield line
+
+
+class _Reader:
+    """A file-like ``read(n)`` over an iterator of byte chunks, for ijson."""
+
+    def __init__(self, chunks):
+        self._chunks, self._buffer = chunks, b""
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buffer) < n:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        size = len(self._buffer) if n < 0 else n
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out

@@ -98,7 +98,7 @@ class Workload:
     #: every clone and never changed: a technique builds new loaders over its ``dataset``
     data_loader: Any = None
 
-    def clone(self) -> "Workload":
+    def clone(self) -> Workload:
         """An independent copy: trials change copies, never the captured workload itself."""
         return dataclasses.replace(self, model=copy.deepcopy(self.model), args=_copy_tensors(self.args),
                                    kwargs=_copy_tensors(self.kwargs), forward_contexts=list(self.forward_contexts),
@@ -110,6 +110,7 @@ class Workload:
                                           (self.args, self.kwargs))
 
     def forward(self):
+        """The model called on the inputs, inside every forward context."""
         with contextlib.ExitStack() as stack:
             for make_context in self.forward_contexts:
                 stack.enter_context(make_context())

@@ -1,15 +1,16 @@
 """Which DataLoaders the script iterates, and with which settings; the loaders themselves stay untouched.
 
-The watch wraps ``DataLoader.__iter__`` to note each loader (by weak reference) as the script starts
-iterating it. The loader iterated last before the workload is captured is the one feeding the steps:
-its settings go into ``workload.json`` (``data_loader``), and techniques find the object itself as
-``Workload.data_loader`` to build *new* loaders over the same dataset.
+The watch wraps ``DataLoader.__iter__`` to note each loader as the script starts iterating it. It holds
+the last one only, and strongly: a loader made inside a ``for`` statement is referenced by nothing
+else while its batches are used (its iterator does not point back to it). The loader iterated last
+before the workload is captured is the one feeding the steps: its settings go into ``workload.json``
+(``data_loader``), and techniques find the object itself as ``Workload.data_loader`` to build *new*
+loaders over the same dataset.
 """
 
 from __future__ import annotations
 
 import functools
-import weakref
 
 from torch.utils.data import DataLoader, IterableDataset
 
@@ -18,7 +19,7 @@ class LoaderWatch:
     """Notes the DataLoaders the script iterates."""
 
     def __init__(self):
-        self._current: weakref.ref | None = None
+        self._current: DataLoader | None = None
         self._undo = None
 
     def install(self) -> None:
@@ -27,7 +28,7 @@ class LoaderWatch:
 
         @functools.wraps(original)
         def advisor_loader_iter(self, *args, **kwargs):
-            watch._current = weakref.ref(self)
+            watch._current = self
             return original(self, *args, **kwargs)
 
         DataLoader.__iter__ = advisor_loader_iter
@@ -39,8 +40,8 @@ class LoaderWatch:
             self._undo = None
 
     def current(self) -> DataLoader | None:
-        """The loader the script started iterating last, if it still exists."""
-        return self._current() if self._current is not None else None
+        """The loader the script started iterating last."""
+        return self._current
 
 
 def describe_loader(loader: DataLoader) -> dict:

@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from advisor.rundir import OUTCOMES_FILE, RUNNER_FILE, STEPS_FILE, TRIALS_FILE, WORKLOAD_FILE
+from advisor.rundir import FACTS_FILE, OUTCOMES_FILE, RUNNER_FILE, STEPS_FILE, TRIALS_FILE, WORKLOAD_FILE
 from advisor.rundir_io import atomic_write_json, atomic_write_text
 
 
@@ -49,6 +49,7 @@ class Runner:
     def __init__(self, run_dir: Path, warmup: int, steps: int, progress_fd: int | None, keep_running: bool = False,
                  trials: TrialSettings | None = None, live: LiveSettings | None = None):
         from advisor.runner.capture import WorkloadCapture
+        from advisor.runner.facts import FactRecorder
         from advisor.runner.loaders import LoaderWatch
         from advisor.runner.steps import StepDetector
         from advisor.runner.window import ProfilerWindow
@@ -57,6 +58,7 @@ class Runner:
         self.window = ProfilerWindow(run_dir, warmup, steps)
         self.detector = StepDetector(self._boundary, self._restart)
         self.capture = self.detector.capture = WorkloadCapture()
+        self.facts = self.detector.facts = FactRecorder()
         self.loaders = LoaderWatch()
         if warmup < 2:
             # Step 0 runs under the pre-step recording, and copying the model there upset the profiler
@@ -96,7 +98,9 @@ class Runner:
             self.workload = self.capture.finish()  # before the window's recording starts
             if self.workload is not None:
                 self.workload.data_loader = self.loaders.current()
+        was_recording = self.window.recording
         done = self.window.boundary()
+        self.facts.boundary(was_recording, self.window.recording)
         self.detector.label_call_sites = self.window.recording
         if completed == self.window.warmup - 1 and self.capture is not None:
             self.capture.armed = True
@@ -151,6 +155,9 @@ class Runner:
             record["applied"] = self.live.techniques.names if self.live.techniques else []
         return record
 
+    def write_facts(self) -> None:
+        atomic_write_json(self.run_dir / FACTS_FILE, self.facts.record())
+
     def run_trials(self) -> None:
         """Ask every technique plugin about this run and measure those that apply; write trials.json."""
         from advisor.analysis.profile import analyse, summarize
@@ -195,8 +202,9 @@ class Runner:
                 for i, pair in enumerate(pairs):
                     self.report(event="trial", name=pair.name, n=i + 1, of=0)
                     records.append({**trial(pair, context, self.workload, True, settings.budget_s), "pair": True})
-            share = replayed_share(summary, bool(workload_info.get("training")))
-            project(records, share)
+            training = bool(workload_info.get("training"))
+            project(records, summary, training)
+            share = replayed_share(summary, training)
             atomic_write_json(self.run_dir / TRIALS_FILE, {"measured": measure, "replayed_share": share,
                                                            "techniques": rank(records)})
         finally:
@@ -211,6 +219,7 @@ class Runner:
 
         self.capture = self.detector.capture = WorkloadCapture()
         self.window.restart()
+        self.facts.restart()
         self.detector.label_call_sites = False
         if self.boundary_times_ns:
             self.started_ns = self.boundary_times_ns[-1]
@@ -315,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runner.detector.install()
         runner.loaders.install()
+        runner.facts.install()
         runner.window.start()
         _run_target(ns.target, ns.module, args)
     except StopScript:
@@ -347,10 +357,12 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         runner.detector.uninstall()
         runner.loaders.uninstall()
+        runner.facts.uninstall()
         sys.stdout.flush()
         sys.stderr.flush()
         record["problems"] = [problem for problem in (_safely(runner.window.finish), _safely(runner.write_steps),
-                                                      _safely(runner.write_workload), _safely(runner.write_outcomes))
+                                                      _safely(runner.write_workload), _safely(runner.write_facts),
+                                                      _safely(runner.write_outcomes), runner.facts.failure)
                               if problem]
         record.update(
             ended_unix_ns=time.time_ns(),

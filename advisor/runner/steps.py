@@ -85,6 +85,8 @@ class StepDetector:
         self.label_call_sites = False
         #: observes the armed step for trials (see :mod:`advisor.runner.capture`)
         self.capture = None
+        #: told of every outermost module call (see :mod:`advisor.runner.facts`)
+        self.facts = None
         #: while True the hooks stand aside (advisor's own replays of the captured workload)
         self.paused = False
         #: ``--apply``: techniques acting on the running model, and the notes of its losses or outputs
@@ -109,6 +111,8 @@ class StepDetector:
                     return module_call(self, *args, **kwargs)
                 with _call_site_label(1):
                     return module_call(self, *args, **kwargs)
+            if detector.facts is not None:
+                detector.facts.outermost_forward(self)
             capture = detector.capture
             captured = capture is not None and capture.before_call(self, args, kwargs)
             detector._depth += 1

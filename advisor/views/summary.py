@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from advisor.views.findings import render_findings
 from advisor.views.recommendations import render_recommendations
 
 PHASE_STYLES = {"data": "yellow", "forward": "cyan", "backward": "magenta", "optimizer": "green", "other": "grey50"}
@@ -144,7 +145,8 @@ def render_summary(summary: dict, snippets: bool = False) -> Group:
                            f"  ({summary.get('outcome')})")
     parts = [header, _steps_line(summary)]
     for block in (_breakdown_table(summary), _hot_ops_table(summary), _memory_lines(summary),
-                  _utilisation_line(summary), render_recommendations(summary, snippets), _collectors_line(summary)):
+                  _utilisation_line(summary), render_findings(summary), render_recommendations(summary, snippets),
+                  _collectors_line(summary)):
         if block is not None:
             parts.append(block)
     parts.append(Text.assemble(("Run directory ", "bold"), str(summary.get("run_dir"))))
