@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from advisor.errors import AdvisorError, ScriptNotFound
-from advisor.rundir import SUMMARY_FILE, TRIALS_FILE, load_meta, read_json
+from advisor.rundir import SUMMARY_FILE, TRIALS_FILE, WORKLOAD_FILE, load_meta, read_json
 from advisor.rundir_io import atomic_write_json
 
 
@@ -87,8 +87,9 @@ def save_record(run_dir: Path, record: dict) -> dict:
     trials = read_json(trials_path, "trial results") if trials_path.exists() else {"measured": True}
     summary_path = run_dir / SUMMARY_FILE
     summary = read_json(summary_path, "summary") if summary_path.exists() else None
-    if trials.get("replayed_share") is not None:  # else keep the projection onto the new run's step
-        project([record], trials["replayed_share"])
+    workload_path = run_dir / WORKLOAD_FILE
+    if summary is not None and workload_path.exists():  # else keep the projection onto the new run's step
+        project([record], summary, bool(read_json(workload_path, "workload").get("training")))
     records = [r for r in trials.get("techniques", []) if r.get("technique") != record["technique"]]
     trials["techniques"] = rank([*records, record])
     trials["measured"] = trials.get("measured") or record.get("measured") is not None
