@@ -76,7 +76,7 @@ def test_findings_in_the_report(tmp_path):
     out = tmp_path / "f.md"
     assert main(["report", str(with_findings(tmp_path)), "-o", str(out)]) == 0
     _, text = rendered_text(out.read_text())
-    assert f"{FINDINGS[0]['title']} (61.0% at stake): {FINDINGS[0]['evidence']}" in text
+    assert f"{FINDINGS[0]['title']} (61.0% at stake)\n{FINDINGS[0]['evidence']}" in text
 
 
 @pytest.mark.parametrize("case", ["missing run", "not a run", "unwritable output"])

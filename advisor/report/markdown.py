@@ -112,11 +112,13 @@ def _findings(summary: dict) -> list[str]:
     findings = summary.get("findings")
     if not findings:
         return ["## Findings", "", "No findings recorded.", ""]
-    lines = ["## Findings", ""]
+    lines = ["## Findings", "", "Ranked by the share of the step (or of memory) at stake.", ""]
     for f in findings:
-        lines.append(f"- **{md(f.get('title', '?'))}** ({_pct(f.get('severity'))} at stake): "
-                     f"{md(f.get('evidence', ''))}")
-    return lines + [""]
+        lines += [f"### {md(f.get('title', '?'))} ({_pct(f.get('severity'))} at stake)", "",
+                  md(f.get("evidence", "")), ""]
+        if f.get("fix"):
+            lines += [fence(f["fix"]), ""]
+    return lines
 
 
 def _recommendations(summary: dict, plots: dict[str, Path]) -> list[str]:
