@@ -93,7 +93,9 @@ def test_hot_ops_sort_filter_select(store):
         assert app.screen.focused.id == "ops-filter"
         names = column(table, 0)
         assert names and all("conv" in n.lower() for n in names)
-        await pilot.press("enter", "down")
+        await pilot.press("escape")
+        assert app.screen.focused is table
+        await pilot.press("slash", "enter", "down")
         assert app.screen.focused is table
         details = shown(app, "#op-details")
         assert names[1] in details and "calls" in details

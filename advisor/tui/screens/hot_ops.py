@@ -43,7 +43,7 @@ def _cell(key: str, value) -> Text:
 
 class HotOpsPane(TabPane):
     BINDINGS = [Binding("slash", "filter", "Filter", key_display="/"), Binding("s", "next_sort", "Sort"),
-                Binding("r", "reverse", "Reverse")]
+                Binding("r", "reverse", "Reverse"), Binding("escape", "leave_filter", show=False)]
 
     sort_key: reactive[str] = reactive("self_time_ms", init=False)
     descending: reactive[bool] = reactive(True, init=False)
@@ -124,6 +124,10 @@ class HotOpsPane(TabPane):
         self.filter_text = event.value
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_leave_filter()
+
+    def action_leave_filter(self) -> None:
+        """Back to the table, the filter kept (so that q quits again)."""
         self.query_one(DataTable).focus()
 
     def watch_sort_key(self) -> None:
