@@ -14,7 +14,7 @@ KEYS = """\
   tab, shift+tab               move the focus
   ?  this help                 q  quit
 [b]Hot ops[/]
-  /  filter by op name or source file (enter or escape: back to the table)
+  /  filter by op name or source file; enter, escape: to the table
   s  sort by the next column   r  reverse the order
   a click on a column title    sort by it
   up, down                     select an op: details, source lines
