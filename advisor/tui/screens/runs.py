@@ -110,7 +110,7 @@ def render_comparison(comparison: dict) -> Group:
         phases.add_column(column, justify="left" if column == "phase" else "right")
     for phase, v in comparison["breakdown"].items():
         phases.add_row(phase, *_ms(v["a_ms"], v["b_ms"], v["delta_ms"]))
-    ops = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), title="ops that moved most (ms per step)",
+    ops = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), title="ops that moved most",
                 title_justify="left")
     ops.add_column("op", no_wrap=True, overflow="ellipsis", max_width=24)
     for column in ("A", "B", "B-A"):
