@@ -231,7 +231,8 @@ def _cmd_report(ns: argparse.Namespace) -> int:
 
 
 def plugin_inventory(blocked: tuple[str, ...] = ()) -> list[dict]:
-    """Every installed plugin: name, distribution, status, techniques and collectors it provides."""
+    """Every installed plugin: name, distribution, status, the techniques and collectors it provides,
+    and ``findings: True`` when it implements the findings hook."""
     from advisor.plugins import call_each, plugin_manager
 
     pm = plugin_manager(blocked)
@@ -255,6 +256,9 @@ def plugin_inventory(blocked: tuple[str, ...] = ()) -> list[dict]:
                     entry[key].append(describe(item))
                 except AttributeError:
                     entry["status"] = f"broken: returned {type(item).__name__} among its {key}"
+    for impl in pm.hook.advisor_findings.get_hookimpls():
+        entries.setdefault(impl.plugin_name, {"name": impl.plugin_name, "distribution": "", "status": "loaded",
+                                              "techniques": [], "collectors": []})["findings"] = True
     return sorted(entries.values(), key=lambda e: (not e["distribution"].startswith("torch-advisor"), e["name"]))
 
 
@@ -269,7 +273,8 @@ def _cmd_plugins(ns: argparse.Namespace) -> int:
     for column in ("plugin", "distribution", "status", "provides"):
         table.add_column(column, overflow="fold")
     for entry in inventory:
-        provides = [f"technique {t}" for t in entry["techniques"]] + [f"collector {c}" for c in entry["collectors"]]
+        provides = [f"technique {t.split(':')[0]}" for t in entry["techniques"]] + \
+                   [f"collector {c}" for c in entry["collectors"]] + (["findings"] if entry.get("findings") else [])
         style = "" if entry["status"] == "loaded" else "yellow"
         table.add_row(entry["name"], entry["distribution"], entry["status"], "\n".join(provides), style=style)
     _console().print(table)

@@ -25,6 +25,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from advisor.rundir_io import atomic_write_text
 from advisor.runner.capture import Workload
+from advisor.technique import DoesNotApply
 
 
 class ApplyRefused(BaseException):
@@ -76,6 +77,8 @@ class LiveTechniques:
         for technique in self._techniques:
             try:
                 result = technique.apply(live)
+            except DoesNotApply as exc:
+                raise ApplyRefused(f"{technique.name} does not apply to the running model: {exc}") from None
             except Exception as exc:
                 raise ApplyRefused(f"{technique.name} failed on the running model: {type(exc).__name__}: {exc}") \
                     from None
