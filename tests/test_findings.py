@@ -205,3 +205,10 @@ def test_terminal_summary_shows_the_top_findings_verbatim(synthetic):
     assert "Findings" in text and "Odd [bold]title[/bold]" in text and "at [red]x.py:3[/red]" in text
     assert "GPU memory is nearly full" in text
     assert "more; `--json` has every finding" in text
+
+
+def test_advisor_itself_makes_a_compiled_model_recompile_nothing(compile_clean):
+    """advisor's labels switch on with the window; torch.compile must not guard on them (it once did:
+    a recompilation in the first recorded step, a slow step and a trace 40 times larger)."""
+    facts = json.loads((Path(compile_clean["run_dir"]) / "facts.json").read_text())
+    assert facts["compile"]["end"]["graphs"] == 1, "one graph compiled in the whole run, none again in the window"

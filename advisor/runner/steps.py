@@ -101,11 +101,14 @@ class StepDetector:
 
         module_call = torch.nn.Module.__call__
         detector = self
+        is_compiling = torch.compiler.is_compiling
 
         @functools.wraps(module_call)
         def advisor_module_call(self, *args, **kwargs):
             # The profiler's Python tracer reads the local named ``self`` of whatever code object
             # ``nn.Module.__call__`` has when it starts: keep that name, or it crashes.
+            if is_compiling():  # traced by torch.compile: no state of advisor's in its guards
+                return module_call(self, *args, **kwargs)
             if detector._depth or detector.paused:
                 if not detector.label_call_sites or detector.paused:
                     return module_call(self, *args, **kwargs)
