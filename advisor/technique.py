@@ -121,7 +121,12 @@ class Technique:
         raise NotImplementedError
 
     def apply(self, workload: Workload) -> Workload:
-        """Change ``workload`` (a private copy) and return it."""
+        """Change ``workload`` (a private copy) and return it.
+
+        Under ``advisor profile --apply`` the same method is given the script's running model instead,
+        at its first call: changes made in place, through ``map_inputs`` and through
+        ``forward_contexts`` then act on every later step. A technique that changes ``batch_scale`` or
+        replaces the model's parameters cannot act on a running script and is refused there."""
         raise NotImplementedError
 
     def benchmark(self, workload: Workload) -> Benchmark | None:
