@@ -21,7 +21,8 @@ from advisor.errors import AdvisorError, Interrupted, UsageError
 from advisor.plugins import call_each, plugin_manager
 from advisor.rundir import COMPARISON_FILE, OUTCOMES_FILE, STEPS_FILE, new_run_dir, write_meta
 from advisor.rundir_io import atomic_write_json
-from advisor.session import ProfileOptions, RunResult, _Child, _outcome, check_script, new_meta, read_runner
+from advisor.session import (ProfileOptions, RunResult, ScriptProcess, check_script, new_meta, read_runner,
+                             run_error)
 from advisor.views.progress import RunProgress
 
 RUNS = ("baseline", "applied")
@@ -52,11 +53,15 @@ def compare(options: ProfileOptions, show_progress: bool) -> tuple[RunResult, di
     children = []
     for name in RUNS:
         (run_dir / name).mkdir()
-        children.append(_Child(_command(options, run_dir / name, options.apply if name == "applied" else []),
-                               options.script_stdout_to_stderr, takes_turns=True))
+        command = _command(options, run_dir / name, options.apply if name == "applied" else [])
+        children.append(ScriptProcess(command, options.script_stdout_to_stderr, takes_turns=True))
+
+    def stop_both(signum, frame) -> None:
+        for child in children:
+            child.on_sigint(signum, frame)
+
     in_main_thread = threading.current_thread() is threading.main_thread()
-    stop_all = lambda signum, frame: [child.on_sigint(signum, frame) for child in children]  # noqa: E731
-    previous = signal.signal(signal.SIGINT, stop_all) if in_main_thread else None
+    previous = signal.signal(signal.SIGINT, stop_both) if in_main_thread else None
     try:
         with RunProgress(show_progress, options.warmup, options.steps) as progress:
             _take_turns(children, options, progress)
@@ -68,7 +73,7 @@ def compare(options: ProfileOptions, show_progress: bool) -> tuple[RunResult, di
     for name, child in zip(RUNS, children):
         returncode = child.finish()
         record: dict = {}
-        error = _outcome(record, read_runner(run_dir / name), returncode, child, options)
+        error = run_error(record, read_runner(run_dir / name), returncode, child, options)
         if error is not None:
             errors.append(type(error)(f"the {name} run: {error}"))
         runs[name] = {"outcome": record.get("outcome"), "error": record.get("error"), **_read_run(run_dir / name)}
@@ -90,7 +95,7 @@ def _command(options: ProfileOptions, run_dir: Path, apply: list[str]) -> list[s
             options.target, "--", *options.args]
 
 
-def _take_turns(children: list[_Child], options: ProfileOptions, progress: RunProgress) -> None:
+def _take_turns(children: list[ScriptProcess], options: ProfileOptions, progress: RunProgress) -> None:
     """Let one child run one step at a time, alternating, once both have reached their first boundary.
 
     A child that has reported a step it was not let go for waits at a boundary; the next turn is given

@@ -185,7 +185,7 @@ class _ProgressReader(threading.Thread):
                 self.trial = f"measuring {event.get('name')}" + (f" ({event['n']}/{event['of']})" if event.get("of") else "")
 
 
-class _Child:
+class ScriptProcess:
     """The script's process group, in a session of its own: stopped by SIGINT, killed after a grace period."""
 
     def __init__(self, command: list[str], script_stdout_to_stderr: bool, takes_turns: bool = False,
@@ -317,7 +317,7 @@ def profile(options: ProfileOptions, show_progress: bool, on_update: ProgressLis
                options.target, "--", *options.args]
     for collector in collectors:
         command = collector.wrap_command(command, run_dir)
-    child = _Child(command, options.script_stdout_to_stderr, cwd=options.cwd)
+    child = ScriptProcess(command, options.script_stdout_to_stderr, cwd=options.cwd)
     started_collectors = []
     for collector in collectors:
         try:
@@ -341,7 +341,7 @@ def profile(options: ProfileOptions, show_progress: bool, on_update: ProgressLis
             collector_status[collector.name] = {"available": False, "reason": f"failed while stopping: {exc}"}
 
     runner = read_runner(run_dir)
-    error = _outcome(meta, runner, returncode, child, options)
+    error = run_error(meta, runner, returncode, child, options)
     if runner is not None:
         cuda = (runner.get("environment") or {}).get("cuda_available")
         collector_status["torch_profiler"] = {
@@ -358,8 +358,8 @@ def read_runner(run_dir: Path) -> dict | None:
     return read_json(run_dir / RUNNER_FILE, "runner record") if (run_dir / RUNNER_FILE).exists() else None
 
 
-def _outcome(meta: dict, runner: dict | None, returncode: int, child: _Child,
-             options: ProfileOptions) -> AdvisorError | None:
+def run_error(meta: dict, runner: dict | None, returncode: int, child: ScriptProcess,
+              options: ProfileOptions) -> AdvisorError | None:
     """Fill the outcome fields of ``meta`` and return the error to report, if any."""
     name = options.target
     steps = runner.get("recorded_steps", 0) if runner else 0
