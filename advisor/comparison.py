@@ -64,17 +64,19 @@ def compare(options: ProfileOptions, show_progress: bool) -> tuple[RunResult, di
     previous = signal.signal(signal.SIGINT, stop_both) if in_main_thread else None
     try:
         with RunProgress(show_progress, options.warmup, options.steps) as progress:
-            _take_turns(children, options, progress)
+            stopped = _take_turns(children, options, progress)
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous)
     errors: list[AdvisorError] = []
     runs = {}
-    for name, child in zip(RUNS, children):
+    for i, (name, child) in enumerate(zip(RUNS, children)):
         returncode = child.finish()
         record: dict = {}
         error = run_error(record, read_runner(run_dir / name), returncode, child, options)
-        if error is not None:
+        if i in stopped and isinstance(error, Interrupted):
+            record.update(outcome="stopped", error="stopped: the other run failed")
+        elif error is not None:
             errors.append(type(error)(f"the {name} run: {error}"))
         runs[name] = {"outcome": record.get("outcome"), "error": record.get("error"), **_read_run(run_dir / name)}
     comparison = summarize(runs, options)
@@ -95,22 +97,29 @@ def _command(options: ProfileOptions, run_dir: Path, apply: list[str]) -> list[s
             options.target, "--", *options.args]
 
 
-def _take_turns(children: list[ScriptProcess], options: ProfileOptions, progress: RunProgress) -> None:
+def _take_turns(children: list[ScriptProcess], options: ProfileOptions, progress: RunProgress) -> set[int]:
     """Let one child run one step at a time, alternating, once both have reached their first boundary.
 
     A child that has reported a step it was not let go for waits at a boundary; the next turn is given
     only when every child still running waits, so no two steps ever overlap. The last step is not a
-    wait: the child ends, and the other runs on alone.
+    wait: the child ends, and the other runs on alone. A child that fails leaves nothing to compare
+    with: the other is stopped; their indices are returned.
     """
     total = options.warmup + options.steps
     released = [0] * len(children)
     turn = 0
+    stopped: set[int] = set()
     t0 = time.monotonic()
     while True:
         elapsed = time.monotonic() - t0
         running = [child.supervise(elapsed, options.timeout) for child in children]
         if not any(running):
-            return
+            return stopped
+        if not stopped and any(not run and child.process.returncode != 0 and not child.asked_to_stop
+                               for run, child in zip(running, children)):
+            stopped = {i for i, run in enumerate(running) if run}
+            for i in stopped:
+                children[i].stop()
         steps = [child.progress.steps for child in children]
         waiting = [run and released[i] < steps[i] < total for i, run in enumerate(running)]
         if any(waiting) and all(waiting[i] for i, run in enumerate(running) if run):

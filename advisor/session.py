@@ -235,6 +235,11 @@ class ScriptProcess:
         self.interrupts += 1
         self.stop()
 
+    @property
+    def asked_to_stop(self) -> bool:
+        """True once advisor has sent it SIGINT (Ctrl-C, the timeout, or a stop)."""
+        return self._stop_sent_at is not None
+
     def give_turn(self) -> None:
         """Let a child that takes turns run its next step."""
         try:
