@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from advisor.errors import AdvisorError, Interrupted, UsageError
-from advisor.plugins import call_each, plugin_manager
+from advisor.plugins import installed_techniques
 from advisor.rundir import COMPARISON_FILE, OUTCOMES_FILE, STEPS_FILE, new_run_dir, write_meta
 from advisor.rundir_io import atomic_write_json
 from advisor.session import (ProfileOptions, RunResult, ScriptProcess, check_script, new_meta, read_runner,
@@ -30,13 +30,11 @@ RUNS = ("baseline", "applied")
 
 def check_techniques(names: list[str], blocked: tuple[str, ...]) -> None:
     """Raise a usage error naming the installed techniques when one of ``names`` is not among them."""
-    installed = set()
-    for _, provided, error in call_each(plugin_manager(blocked).hook.advisor_techniques, config={}):
-        installed.update(getattr(t, "name", "") for t in provided or ())
+    installed = set(installed_techniques(blocked))
     missing = [name for name in names if name not in installed]
     if missing:
         raise UsageError(f"advisor profile: --apply: no technique named {', '.join(missing)} "
-                         f"(installed: {', '.join(sorted(installed - {''}))})")
+                         f"(installed: {', '.join(sorted(installed))})")
 
 
 def compare(options: ProfileOptions, show_progress: bool) -> tuple[RunResult, dict]:

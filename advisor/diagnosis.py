@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from advisor.finding import Finding, RunFacts
-from advisor.plugins import call_each, plugin_manager
+from advisor.plugins import collect, plugin_manager
 from advisor.rundir import FACTS_FILE, WORKLOAD_FILE, read_json
 
 if TYPE_CHECKING:
@@ -47,17 +47,9 @@ def diagnose(profile: Profile, summary: dict) -> dict:
     dropped = set(settings.get("no_findings") or ())
     pm = plugin_manager(tuple(settings.get("blocked_plugins") or ()))
     run = run_facts(profile, summary)
-    findings: list[Finding] = []
-    broken = []
-    for plugin, answer, error in call_each(pm.hook.advisor_findings, run=run):
-        if error is not None:
-            broken.append(_broken(plugin, f"{type(error).__name__}: {error}"))
-            continue
-        for finding in answer:
-            if not isinstance(finding, Finding):
-                broken.append(_broken(plugin, f"returned {type(finding).__name__}, not a Finding"))
-            elif finding.id not in dropped:
-                findings.append(finding)
+    answers, problems = collect(pm.hook.advisor_findings, Finding, run=run)
+    findings = [f for f in answers if f.id not in dropped]
+    broken = [_broken(plugin, why) for plugin, why in problems]
     records = [_with_measurement(f.to_json(), summary.get("recommendations") or []) for f in findings]
     return {"findings": sorted(records, key=lambda r: -r["severity"]), "broken_plugins": broken}
 

@@ -66,3 +66,28 @@ def call_each(hook, **kwargs) -> list[tuple[str, list | None, Exception | None]]
         else:
             results.append((impl.plugin_name, list(answer or []), None))
     return results
+
+
+def collect(hook, kind: type, **kwargs) -> tuple[list, list[tuple[str, str]]]:
+    """Every plugin's answers to a list hook that are ``kind``, and ``(plugin, why)`` for each plugin
+    that raised or answered something else."""
+    items, problems = [], []
+    for plugin, answer, error in call_each(hook, **kwargs):
+        if error is not None:
+            problems.append((plugin, f"{type(error).__name__}: {error}"))
+            continue
+        for item in answer:
+            if isinstance(item, kind):
+                items.append(item)
+            else:
+                problems.append((plugin, f"returned {type(item).__name__}, not a {kind.__name__}"))
+    return items, problems
+
+
+def installed_techniques(blocked: tuple[str, ...] = (), names: list[str] | None = None) -> dict:
+    """The installed techniques by name (only ``names``, when given); broken plugins are left out."""
+    from advisor.technique import Technique
+
+    techniques, _ = collect(plugin_manager(blocked).hook.advisor_techniques, Technique,
+                            config={"techniques": names})
+    return {t.name: t for t in techniques if names is None or t.name in names}

@@ -161,7 +161,7 @@ class Runner:
     def run_trials(self) -> None:
         """Ask every technique plugin about this run and measure those that apply; write trials.json."""
         from advisor.analysis.profile import analyse, summarize
-        from advisor.plugins import call_each, plugin_manager
+        from advisor.plugins import collect, plugin_manager
         from advisor.rundir import read_json
         from advisor.technique import Context, Technique
         from advisor.trials import (broken_plugin, hardware, pairs_worth_measuring, project, rank, replayed_share,
@@ -174,19 +174,12 @@ class Runner:
             workload_info = read_json(self.run_dir / WORKLOAD_FILE, "workload")
             context = Context(summary=summary, workload=workload_info, hardware=hardware(self.workload))
             pm = plugin_manager(settings.blocked)
-            records, techniques = [], []
+            records = []
             for plugin, error in pm.load_errors.items():
                 records.append(broken_plugin(plugin, f"failed to load: {error}"))
-            for plugin, provided, error in call_each(pm.hook.advisor_techniques,
-                                                     config={"techniques": settings.names}):
-                if error is not None:
-                    records.append(broken_plugin(plugin, f"{type(error).__name__}: {error}"))
-                    continue
-                for technique in provided:
-                    if not isinstance(technique, Technique):
-                        records.append(broken_plugin(plugin, f"returned {type(technique).__name__}, not a Technique"))
-                    elif settings.names is None or technique.name in settings.names:
-                        techniques.append(technique)
+            provided, problems = collect(pm.hook.advisor_techniques, Technique, config={"techniques": settings.names})
+            records.extend(broken_plugin(plugin, why) for plugin, why in problems)
+            techniques = [t for t in provided if settings.names is None or t.name in settings.names]
             measure = settings.measure and self.workload is not None
             for i, technique in enumerate(techniques):
                 self.report(event="trial", name=technique.name, n=i + 1, of=len(techniques))
@@ -378,16 +371,13 @@ def _live_settings(ns: argparse.Namespace, torch) -> LiveSettings:
     """The techniques named by ``--apply`` (from the installed plugins), seeded RNGs, and the turns."""
     import random
 
-    from advisor.plugins import call_each, plugin_manager
-    from advisor.runner.live import LiveTechniques, StepOutcomes, Turns
+    from advisor.plugins import installed_techniques
+    from advisor.runner.live import ApplyRefused, LiveTechniques, StepOutcomes, Turns
 
     techniques = None
     if ns.apply:
         names = ns.apply.split(",")
-        found = {}
-        for _, provided, error in call_each(plugin_manager(tuple(ns.block)).hook.advisor_techniques,
-                                            config={"techniques": names}):
-            found.update({t.name: t for t in provided or () if getattr(t, "name", None) in names})
+        found = installed_techniques(tuple(ns.block), names)
         missing = [name for name in names if name not in found]
         if missing:
             raise ApplyRefused(f"no installed technique named {', '.join(missing)}")
