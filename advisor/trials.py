@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from advisor.runner.capture import Workload, _tensor_leaves, relative_error
+from advisor.runner.capture import Workload, relative_error, tensor_leaves
 from advisor.technique import Benchmark, Context, DoesNotApply, Estimate, Technique, Verdict, amdahl
 
 PAIRS = 10
@@ -84,23 +84,16 @@ def measure(baseline: Callable[[], object], variant: Callable[[], object], pairs
 
 
 def quality(reference: Workload, variant: Workload) -> dict:
-    """Relative change of the outputs and (training) of the parameter gradients, on the same inputs and
-    RNG state. Gradients are compared for parameters present with the same shape in both models; a
+    """Relative change of the outputs and (training) of the parameter gradients, on the first captured
+    step's inputs and RNG state, each model on a fresh copy.
+
+    Gradients are compared for parameters present with the same shape in both models; one that the
+    reference computes and the variant leaves out counts as zero, and ``gradients_left_out`` is the
+    share of the reference's trained parameters whose gradients the variant no longer computes. A
     variant that runs k times the batch is compared on its first batch of outputs, its gradients
     divided by k."""
-    results = []
-    for workload in (reference.clone(), variant.clone()):
-        with torch.random.fork_rng(devices=[]):
-            torch.set_rng_state(workload.rng_state)
-            with torch.set_grad_enabled(workload.training):
-                outputs = workload.forward()
-            grads = {}
-            if workload.training:
-                workload.backward(outputs)
-                grads = {n: p.grad / workload.batch_scale for n, p in workload.model.named_parameters()
-                         if p.grad is not None}
-        results.append((_tensor_leaves(outputs), grads))
-    (ref_out, ref_grads), (var_out, var_grads) = results
+    (ref_out, ref_grads, ref_trained), (var_out, var_grads, var_trained) = (
+        _first_step(reference), _first_step(variant))
     var_out = [_first_batch(v, r.shape) for r, v in zip(ref_out, var_out)]
     shapes_match = len(ref_out) == len(var_out) and all(v is not None for v in var_out)
     report = {"output_rel_error": relative_error(ref_out, var_out) if shapes_match else None}
@@ -108,7 +101,29 @@ def quality(reference: Workload, variant: Workload) -> dict:
         common = [n for n in ref_grads if n in var_grads and ref_grads[n].shape == var_grads[n].shape]
         report["grad_rel_error"] = relative_error([ref_grads[n] for n in common],
                                                   [var_grads[n] for n in common]) if common else None
+        report["gradients_left_out"] = round(max(0.0, 1.0 - var_trained / ref_trained), 4) if ref_trained else 0.0
     return report
+
+
+def _first_step(workload: Workload) -> tuple[list[torch.Tensor], dict[str, torch.Tensor], float]:
+    """Outputs, parameter gradients (None as zeros) and the trained share of the parameters after one replay
+    of the first captured step on a fresh copy."""
+    workload = workload.clone()
+    workload.steps = workload.steps[:1]
+    devices = sorted({p.device.index or 0 for p in workload.model.parameters() if p.is_cuda})
+    outputs: list[torch.Tensor] = []
+    with torch.random.fork_rng(devices=devices):
+        for call in workload.steps[0]:
+            out = workload.call_model(call)
+            if workload.training:
+                workload.backward(call, out)
+            outputs.extend(tensor_leaves(out))
+    params = dict(workload.model.named_parameters())
+    grads = {n: (p.grad if p.grad is not None else torch.zeros_like(p)) / workload.batch_scale
+             for n, p in params.items()} if workload.training else {}
+    total = sum(p.numel() for p in params.values())
+    trained = sum(p.numel() for p in params.values() if p.grad is not None) / total if total else 0.0
+    return outputs, grads, trained
 
 
 def _first_batch(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
@@ -168,11 +183,14 @@ def broken_plugin(name: str, why: str) -> dict:
 
 
 def trial(technique: Technique, context: Context, workload: Workload | None, measure_it: bool,
-          budget_s: float = BUDGET_SECONDS) -> dict:
+          budget_s: float = BUDGET_SECONDS, not_reproduced: str | None = None) -> dict:
     """One technique's record: verdict, estimate, and (when it applies and ``measure_it``) the measurement.
 
     A technique that raises in ``applies_to`` or ``estimate`` is ``broken``; one that raises while
     applied to this workload has ``failed`` on it; :class:`DoesNotApply` makes it ``not applicable``.
+    When the replay does not reproduce the script's step (``not_reproduced`` says why), only a
+    technique that brings its own benchmark is measured; the others are ``not reproduced: <why>``.
+    ``verdict`` (see :func:`judge`) says whether the measurement is a gain.
     """
     record: dict = {"technique": getattr(technique, "name", type(technique).__name__),
                     "title": getattr(technique, "title", ""), "snippet": getattr(technique, "snippet", ""),
@@ -192,12 +210,16 @@ def trial(technique: Technique, context: Context, workload: Workload | None, mea
         record["status"] = "not measured"
         return record
     try:
-        with _Budget(budget_s):
+        with _Budget(budget_s), torch.random.fork_rng(devices=_cuda_devices(workload)):
             own = technique.benchmark(workload.clone())
+            if own is None and not_reproduced is not None:
+                record["status"] = f"not reproduced: {not_reproduced}"
+                return record
             measured = _measure_step(technique, workload) if own is None else \
                 _measure_benchmark(_checked(own, Benchmark, "benchmark"))
         record["measured"] = measured
         record["status"] = "measured"
+        record["verdict"] = judge(measured)
     except TrialOverBudget:
         record["status"] = f"over budget: stopped after {budget_s:g} s"
     except DoesNotApply as exc:
@@ -214,8 +236,12 @@ def _measure_step(technique: Technique, workload: Workload) -> dict:
     checked = quality(workload, fresh)  # before any step changes the variant's weights
     first_use_s = time.perf_counter() - started  # includes a first compilation, if any
     variant = technique.apply(workload.clone())
-    measured = measure(workload.clone().step_function(), variant.step_function(),
+    baseline_outputs: list = []
+    variant_outputs: list = []
+    measured = measure(_keeping_outputs(workload.clone().step_function(), baseline_outputs),
+                       _keeping_outputs(variant.step_function(), variant_outputs),
                        variant_scale=variant.batch_scale / workload.batch_scale).to_json()
+    checked["timed_output_rel_error"] = _timed_error(baseline_outputs, variant_outputs)
     steady_s = (measured["baseline_ms"] + measured["variant_ms"]) / 1000
     if first_use_s - steady_s > measured["setup_s"]:
         measured["setup_s"] = round(first_use_s - steady_s, 4)
@@ -226,6 +252,58 @@ def _measure_step(technique: Technique, workload: Workload) -> dict:
     measured["quality"] = checked
     measured["notes"] = dict(fresh.notes)
     return measured
+
+
+def _keeping_outputs(step: Callable[[], list], kept: list) -> Callable[[], list]:
+    """``step``, keeping the outputs of its first model call each time it runs (for :func:`_timed_error`)."""
+    def run():
+        outputs = step()
+        kept.append([t.detach() for t in tensor_leaves(outputs[0])] if outputs else [])
+        return outputs
+    return run
+
+
+def _timed_error(baseline: list[list[torch.Tensor]], variant: list[list[torch.Tensor]]) -> float | None:
+    """The largest relative change between the baseline's and the variant's outputs over the timed runs,
+    run by run: each pair of runs saw the same batch, so a variant that caches or skips work shows here."""
+    errors = []
+    for ref, var in zip(baseline, variant):
+        cut = [_first_batch(v, r.shape) for r, v in zip(ref, var)]
+        if len(cut) == len(ref) and all(v is not None for v in cut):
+            errors.append(relative_error(ref, cut))
+    return round(max(errors), 6) if errors else None
+
+
+#: a measured ratio must reach this (median) to count as a gain: the noise between processes is ~±10 %
+GAIN_THRESHOLD = 1.1
+
+
+def judge(measured: dict) -> str:
+    """Whether a measurement is a gain: ``gain``, ``gain, outputs change`` (beyond
+    :data:`QUALITY_TOLERANCE`), ``no gain`` (under :data:`GAIN_THRESHOLD`, or a lower quartile under 1),
+    or a changed step: gradients the script computes left out, or timed outputs that differ from the
+    baseline's far more than the checked copy's did (a variant that caches or skips work)."""
+    q = measured.get("quality") or {}
+    if q.get("gradients_left_out"):
+        return f"step changed: leaves out the gradients of {q['gradients_left_out']:.0%} of the trained parameters"
+    fresh, timed = q.get("output_rel_error"), q.get("timed_output_rel_error")
+    if timed is not None and timed > max(QUALITY_TOLERANCE, 10 * (fresh or 0.0)):
+        return f"step changed: its timed outputs differ by {timed:.2g} from the baseline's (checked copy: {fresh:.2g})"
+    if not (measured.get("speedup", 0) >= GAIN_THRESHOLD and measured.get("speedup_low", 0) > 1.0):
+        return "no gain"
+    errors = [e for e in (fresh, q.get("grad_rel_error")) if e is not None]
+    return "gain, outputs change" if any(e > QUALITY_TOLERANCE for e in errors) else "gain"
+
+
+def is_gain(record: dict) -> bool:
+    """True when a record's measurement is a gain (its numerical change aside)."""
+    return str(record.get("verdict", "")).startswith("gain")
+
+
+def _cuda_devices(workload: Workload | None) -> list[int]:
+    if workload is None:
+        return []
+    return sorted({p.device.index or 0 for p in workload.model.parameters() if p.is_cuda})
 
 
 def _measure_benchmark(benchmark: Benchmark) -> dict:
@@ -275,7 +353,8 @@ def pairs_worth_measuring(records: list[dict], techniques: dict[str, Technique],
     for r in sorted(records, key=lambda r: -((r.get("measured") or {}).get("speedup") or 0)):
         speedup = (r.get("measured") or {}).get("speedup") or 0
         name = r.get("technique")
-        if r.get("status") == "measured" and speedup >= threshold and name in techniques \
+        if r.get("status") == "measured" and speedup >= threshold and name in techniques and \
+                (threshold <= 0 or is_gain(r)) \
                 and family(name) not in families and not r["measured"].get("phases"):
             gaining.append(techniques[name])
             families.add(family(name))
@@ -337,15 +416,19 @@ def project(records: list[dict], summary: dict, training: bool) -> None:
             measured["projected_speedup_low"] = round(amdahl(share, measured["speedup_low"]), 4)
 
 
+_VERDICT_ORDER = {"gain": 0, "gain, outputs change": 1, "no gain": 2}
+
+
 def rank(records: list[dict]) -> list[dict]:
-    """Measured first, those within :data:`QUALITY_TOLERANCE` before the others, each by the lower
-    quartile of its projected (else measured) speedup, so that a noisy gain does not outrank a steady
-    one; then by estimated speedup; inapplicable last."""
+    """Gains first, those within :data:`QUALITY_TOLERANCE` before the others, then measurements without a
+    gain, then changed steps, each by the lower quartile of its projected (else measured) speedup, so
+    that a noisy gain does not outrank a steady one; then the unmeasured by estimated speedup;
+    inapplicable last."""
     def key(r):
         measured = r.get("measured") or {}
         gain = measured.get("projected_speedup_low") or measured.get("speedup_low")
-        error = (measured.get("quality") or {}).get("output_rel_error")
+        verdict = r.get("verdict")
+        order = _VERDICT_ORDER.get(verdict, 3) if verdict else 4
         estimated = (r.get("estimate") or {}).get("speedup")
-        return (gain is None, error is not None and error > QUALITY_TOLERANCE, -(gain or 0),
-                estimated is None, -(estimated or 0), not r.get("applies"))
+        return (order, -(gain or 0), estimated is None, -(estimated or 0), not r.get("applies"))
     return sorted(records, key=key)

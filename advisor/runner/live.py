@@ -24,7 +24,7 @@ import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
 from advisor.rundir_io import atomic_write_text
-from advisor.runner.capture import Workload
+from advisor.runner.capture import Call, Workload
 from advisor.technique import DoesNotApply
 
 
@@ -71,8 +71,8 @@ class LiveTechniques:
 
     def _apply(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
         self.model = module
-        live = LiveWorkload(model=module, args=args, kwargs=kwargs, training=module.training, output_grads=[],
-                            backward_from=None, optimizer=None, rng_state=torch.get_rng_state())
+        first = Call(args=args, kwargs=kwargs, rng_state=torch.get_rng_state())
+        live = LiveWorkload(model=module, steps=[[first]], training=module.training, optimizer=None)
         parameters = {id(p) for p in module.parameters()}
         for technique in self._techniques:
             try:

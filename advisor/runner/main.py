@@ -48,7 +48,7 @@ class Runner:
 
     def __init__(self, run_dir: Path, warmup: int, steps: int, progress_fd: int | None, keep_running: bool = False,
                  trials: TrialSettings | None = None, live: LiveSettings | None = None):
-        from advisor.runner.capture import WorkloadCapture
+        from advisor.runner.capture import CAPTURED_STEPS, WorkloadCapture
         from advisor.runner.facts import FactRecorder
         from advisor.runner.loaders import LoaderWatch
         from advisor.runner.steps import StepDetector
@@ -64,7 +64,10 @@ class Runner:
             # Step 0 runs under the pre-step recording, and copying the model there upset the profiler
             # (seen: crashes when the window stopped); the first step is no fair sample either.
             self.capture.failure = "--warmup 1 leaves no step to capture before the window (use 2 or more)"
+        self._arm_at = max(warmup - CAPTURED_STEPS, 1)  # the boundary after which the capture starts
         self.workload = None
+        #: why the replay of the captured step differs from the script's step (None: it reproduces it)
+        self.not_reproduced: str | None = None
         self._capture_written = False
         self.boundary_times_ns: list[int] = []
         self.started_ns = time.time_ns()
@@ -94,16 +97,20 @@ class Runner:
         if len(self.boundary_times_ns) == 1:
             self.report(event="mode", mode=mode)
         completed = self.window.boundaries + 1
-        if completed == self.window.warmup and self.capture is not None and self.capture.armed:
-            self.workload = self.capture.finish()  # before the window's recording starts
-            if self.workload is not None:
-                self.workload.data_loader = self.loaders.current()
+        capture = self.capture
+        if capture is not None and capture.armed:
+            if completed == self.window.warmup:
+                self.workload = capture.finish()  # before the window's recording starts
+                if self.workload is not None:
+                    self.workload.data_loader = self.loaders.current()
+            else:
+                capture.step_ended()
         was_recording = self.window.recording
         done = self.window.boundary()
         self.facts.boundary(was_recording, self.window.recording)
         self.detector.label_call_sites = self.window.recording
-        if completed == self.window.warmup - 1 and self.capture is not None:
-            self.capture.armed = True
+        if capture is not None and completed == self._arm_at < self.window.warmup:
+            capture.armed = True
         self.report(event="step", n=len(self.boundary_times_ns))
         if done:
             if not self._stopping:
@@ -127,14 +134,17 @@ class Runner:
         if self._capture_written or self.live is not None:
             return
         self._capture_written = True
-        record: dict = {"captured": self.workload is not None, "reason": self.capture.failure}
+        record: dict = {"captured": self.workload is not None, "reason": self.capture.failure,
+                        "training": self.capture.training_seen or None}
         loader = self.workload.data_loader if self.workload is not None else self.loaders.current()
         record["data_loader"] = describe_loader(loader) if loader is not None else None
         if self.workload is not None:
             record.update(describe(self.workload))
             self.detector.paused = True
             try:
-                record["replay"] = self.capture.replay_check(self.workload)
+                record["replay"] = replay = self.capture.replay_check(self.workload)
+                if not replay["reproduced"]:
+                    self.not_reproduced = replay["why"]
             except Exception as exc:  # the replay is advisor's, the script is not at fault
                 record.update(captured=False, reason=f"replay failed: {type(exc).__name__}: {exc}")
                 self.workload = None
@@ -183,10 +193,12 @@ class Runner:
             measure = settings.measure and self.workload is not None
             for i, technique in enumerate(techniques):
                 self.report(event="trial", name=technique.name, n=i + 1, of=len(techniques))
-                record = trial(technique, context, self.workload, measure, settings.budget_s)
+                record = trial(technique, context, self.workload, measure, settings.budget_s,
+                               not_reproduced=self.not_reproduced)
                 if settings.measure and self.workload is None and record.get("status") == "not measured":
                     record["status"] = f"not measured: no captured workload ({workload_info.get('reason')})"
                 records.append(record)
+            measure = measure and self.not_reproduced is None
             if measure and settings.pairs != "none":
                 by_name = {t.name: t for t in techniques}
                 everything = settings.pairs == "all"
@@ -304,8 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     global active
     trials = TrialSettings(names=ns.techniques.split(",") if ns.techniques else None, measure=not ns.no_measure,
                            blocked=tuple(ns.block), budget_s=ns.trial_budget, pairs=ns.pairs) if ns.trials else None
+    from advisor.runner.capture import install_gradient_watch
     from advisor.runner.live import ApplyRefused
 
+    undo_gradient_watch = _nothing
     try:
         live = _live_settings(ns, torch) if ns.compare else None
     except ApplyRefused as exc:
@@ -316,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     exit_code = 0
     try:
         runner.detector.install()
+        undo_gradient_watch = install_gradient_watch(lambda: runner.capture)
         runner.loaders.install()
         runner.facts.install()
         runner.window.start()
@@ -349,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         runner.detector.uninstall()
+        undo_gradient_watch()
         runner.loaders.uninstall()
         runner.facts.uninstall()
         sys.stdout.flush()
@@ -390,6 +406,10 @@ def _live_settings(ns: argparse.Namespace, torch) -> LiveSettings:
         sys.modules["numpy"].random.seed(ns.seed)
     turn_fd = int(os.environ["ADVISOR_TURN_FD"]) if "ADVISOR_TURN_FD" in os.environ else None
     return LiveSettings(techniques=techniques, outcomes=StepOutcomes(), turns=Turns(turn_fd))
+
+
+def _nothing() -> None:
+    pass
 
 
 def _safely(action) -> str | None:

@@ -143,13 +143,14 @@ class StepDetector:
         def advisor_backward(*args, **kwargs):
             if detector.paused:
                 return autograd_backward(*args, **kwargs)
-            if detector.capture is not None:
-                detector.capture.on_backward(args[0] if args else kwargs.get("tensors"))
             if detector.outcomes is not None:
                 detector.outcomes.backward(args[0] if args else kwargs.get("tensors"))
             detector._backward_seen = True
             with torch.profiler.record_function(BACKWARD_LABEL), _labels(detector):
-                return autograd_backward(*args, **kwargs)
+                result = autograd_backward(*args, **kwargs)
+            if detector.capture is not None:
+                detector.capture.after_backward()
+            return result
 
         torch.autograd.backward = advisor_backward
         self._undo.append(lambda: setattr(torch.autograd, "backward", autograd_backward))
@@ -174,7 +175,7 @@ class StepDetector:
         if self.paused:
             return
         if self.capture is not None:
-            self.capture.on_optimizer_step(optimizer)
+            self.capture.on_optimizer_step(optimizer, args, kwargs)
         if self.label_call_sites and self._optimizer_label is None:
             self._optimizer_label = _call_site_label(2)
             self._optimizer_label.__enter__()
@@ -183,7 +184,11 @@ class StepDetector:
         if self._optimizer_label is not None:
             self._optimizer_label.__exit__(None, None, None)
             self._optimizer_label = None
-        if self.mode == EXPLICIT or self.paused:
+        if self.paused:
+            return
+        if self.capture is not None:
+            self.capture.after_optimizer_step(optimizer)
+        if self.mode == EXPLICIT:
             return
         if self.mode != OPTIMIZER:
             self.mode = OPTIMIZER

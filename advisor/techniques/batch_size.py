@@ -149,10 +149,8 @@ class BatchSize(Technique):
         # The gradients that reached the outputs: repeated along the batch, so that the k copies of each sample
         # together give k times the captured parameter gradients, as k batches summed would. A scalar's gradient
         # (a loss computed in forward, averaged over the batch) is multiplied by k to the same end.
-        workload.output_grads = [None if g is None else
-                                 g.repeat(k, *[1] * (g.dim() - 1)) if g.dim() >= 1 and g.shape[0] == batch else
-                                 g * k if g.dim() == 0 else g
-                                 for g in workload.output_grads]
+        workload.map_output_grads(lambda g: g.repeat(k, *[1] * (g.dim() - 1)) if g.dim() >= 1 and g.shape[0] == batch
+                                  else g * k if g.dim() == 0 else g)
         workload.batch_scale = workload.batch_scale * k
         return workload
 

@@ -16,12 +16,11 @@ from advisor_int8 import DynamicInt8
 
 def inference(model, x):
     model.eval()
-    return Workload(model=model, args=(x,), kwargs={}, training=False, output_grads=[None],
-                    backward_from=None, optimizer=None, rng_state=torch.get_rng_state())
+    return Workload.of_call(model, (x,), output_grads=[None])
 
 
 def relative_change(workload, variant):
-    reference, changed = workload.step_function()(), variant.step_function()()
+    (reference,), (changed,) = workload.step_function()(), variant.step_function()()
     return ((reference - changed).norm() / reference.norm()).item()
 
 

@@ -19,8 +19,7 @@ def workload(model, x, training):
     names = [n for n, _ in model.named_parameters()]
     spec = OptimizerSpec(torch.optim.SGD, {"lr": 0.1}, [({"lr": 0.1}, names)]) if training else None
     out_grads = [torch.ones(x.shape[0], 10)] if training else [None]
-    return Workload(model=model, args=(x,), kwargs={}, training=training, output_grads=out_grads,
-                    backward_from=None, optimizer=spec, rng_state=torch.get_rng_state())
+    return Workload.of_call(model, (x,), training=training, output_grads=out_grads, optimizer=spec)
 
 
 def wide():
