@@ -236,12 +236,16 @@ def _measure_step(technique: Technique, workload: Workload) -> dict:
     checked = quality(workload, fresh)  # before any step changes the variant's weights
     first_use_s = time.perf_counter() - started  # includes a first compilation, if any
     variant = technique.apply(workload.clone())
-    baseline_outputs: list = []
-    variant_outputs: list = []
-    measured = measure(_keeping_outputs(workload.clone().step_function(), baseline_outputs),
-                       _keeping_outputs(variant.step_function(), variant_outputs),
+    baseline = workload.clone()
+    seen_baseline: list = []
+    seen_variant: list = []
+    measured = measure(_observed(baseline, seen_baseline), _observed(variant, seen_variant),
                        variant_scale=variant.batch_scale / workload.batch_scale).to_json()
-    checked["timed_output_rel_error"] = _timed_error(baseline_outputs, variant_outputs)
+    checked["timed_output_rel_error"] = _timed_error([o for o, _ in seen_baseline], [o for o, _ in seen_variant])
+    if workload.training:
+        reference = min(share for _, share in seen_baseline)
+        left_out = max(0.0, 1.0 - min(share for _, share in seen_variant) / reference) if reference else 0.0
+        checked["gradients_left_out"] = round(max(checked.get("gradients_left_out", 0.0), left_out), 4)
     steady_s = (measured["baseline_ms"] + measured["variant_ms"]) / 1000
     if first_use_s - steady_s > measured["setup_s"]:
         measured["setup_s"] = round(first_use_s - steady_s, 4)
@@ -254,18 +258,23 @@ def _measure_step(technique: Technique, workload: Workload) -> dict:
     return measured
 
 
-def _keeping_outputs(step: Callable[[], list], kept: list) -> Callable[[], list]:
-    """``step``, keeping the outputs of its first model call each time it runs (for :func:`_timed_error`)."""
+def _observed(workload: Workload, seen: list) -> Callable[[], list]:
+    """The workload's timed step (weights held, see :meth:`Workload.step_function`), noting after each run
+    the outputs of its first model call and the share of parameters that got a gradient."""
+    step = workload.step_function(hold_weights=True)
+
     def run():
         outputs = step()
-        kept.append([t.detach() for t in tensor_leaves(outputs[0])] if outputs else [])
+        seen.append(([t.detach() for t in tensor_leaves(outputs[0])] if outputs else [],
+                     workload.trained_share() if workload.training else 1.0))
         return outputs
     return run
 
 
 def _timed_error(baseline: list[list[torch.Tensor]], variant: list[list[torch.Tensor]]) -> float | None:
     """The largest relative change between the baseline's and the variant's outputs over the timed runs,
-    run by run: each pair of runs saw the same batch, so a variant that caches or skips work shows here."""
+    run by run: each pair of runs saw the same batch with the same weights, so a variant that caches or
+    skips work shows here."""
     errors = []
     for ref, var in zip(baseline, variant):
         cut = [_first_batch(v, r.shape) for r, v in zip(ref, var)]

@@ -20,10 +20,9 @@ def _cnn_workload(batch=4) -> Workload:
     x = torch.randn(batch, 3, 8, 8)
     out = model(x)
     names = [n for n, _ in model.named_parameters()]
-    return Workload(model=model, args=(x,), kwargs={}, training=True,
-                    output_grads=[torch.full_like(out, 1.0 / out.numel())], backward_from=None,
-                    optimizer=OptimizerSpec(torch.optim.SGD, {"lr": 0.1, "momentum": 0.9}, [({"lr": 0.1}, names)]),
-                    rng_state=torch.get_rng_state())
+    return Workload.of_call(model, (x,), training=True, output_grads=[torch.full_like(out, 1.0 / out.numel())],
+                            optimizer=OptimizerSpec(torch.optim.SGD, {"lr": 0.1, "momentum": 0.9},
+                                                    [({"lr": 0.1}, names)]))
 
 
 class _LossInForward(nn.Module):
@@ -57,7 +56,7 @@ def test_apply_repeats_inputs_and_output_grads_and_scales_throughput():
     assert torch.equal(doubled.args[0][4:], workload.args[0])
     assert doubled.output_grads[0].shape == (8, 5)
     assert torch.equal(workload.output_grads[0], grads_before), "the original workload is untouched"
-    out = doubled.step_function()()
+    (out,) = doubled.step_function()()
     assert out.shape == (8, 5)
     # The same samples twice: the first half of the outputs and the gradients divided by 2 match the captured step.
     report = quality(workload, batch_size.BatchSize(2).apply(workload.clone()))
@@ -65,7 +64,7 @@ def test_apply_repeats_inputs_and_output_grads_and_scales_throughput():
 
     quadrupled = batch_size.BatchSize(4).apply(workload.clone())
     assert quadrupled.args[0].shape[0] == 16 and quadrupled.batch_scale == 4
-    assert quadrupled.step_function()().shape == (16, 5)
+    assert quadrupled.step_function()()[0].shape == (16, 5)
 
 
 def test_scalar_loss_gradient_and_non_batch_inputs_stay():
@@ -73,9 +72,8 @@ def test_scalar_loss_gradient_and_non_batch_inputs_stay():
     model = _LossInForward()
     x, labels, mask = torch.randn(4, 6), torch.randint(0, 3, (4,)), torch.ones(6)
     logits, loss = model(x, labels, mask=mask)
-    workload = Workload(model=model, args=(x, labels), kwargs={"mask": mask}, training=True,
-                        output_grads=[torch.ones_like(logits), torch.tensor(1.0)], backward_from=[1], optimizer=None,
-                        rng_state=torch.get_rng_state())
+    workload = Workload.of_call(model, (x, labels), {"mask": mask}, training=True,
+                                output_grads=[None, torch.tensor(1.0)])
     variant = batch_size.BatchSize(2).apply(workload.clone())
     assert variant.args[0].shape == (8, 6) and variant.args[1].shape == (8,)
     assert variant.kwargs["mask"].shape == (6,), "a tensor without the batch dimension stays"
@@ -84,17 +82,16 @@ def test_scalar_loss_gradient_and_non_batch_inputs_stay():
     assert variant.output_grads[1].shape == () and variant.output_grads[1].item() == 2.0
     report = quality(workload, batch_size.BatchSize(2).apply(workload.clone()))
     assert report["output_rel_error"] < 1e-5 and report["grad_rel_error"] < 1e-5
-    logits2, loss2 = variant.step_function()()
+    ((logits2, loss2),) = variant.step_function()()
     assert logits2.shape == (8, 3) and torch.allclose(loss2, loss, atol=1e-6)
 
 
 def test_inference_workload_step_runs():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 7), nn.GELU(), nn.Linear(7, 2)).eval()
-    workload = Workload(model=model, args=(torch.randn(3, 5),), kwargs={}, training=False, output_grads=[],
-                        backward_from=None, optimizer=None, rng_state=torch.get_rng_state())
+    workload = Workload.of_call(model, (torch.randn(3, 5),))
     variant = batch_size.BatchSize(4).apply(workload.clone())
-    out = variant.step_function()()
+    (out,) = variant.step_function()()
     assert out.shape == (12, 2) and torch.allclose(out[:3], model(workload.args[0]), atol=1e-6)
 
 

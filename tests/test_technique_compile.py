@@ -63,9 +63,8 @@ def test_compiled_training_step_runs_and_matches_eager():
     x = torch.randn(8, 16)
     out = model(x)
     names = [n for n, _ in model.named_parameters()]
-    workload = Workload(model=model, args=(x,), kwargs={}, training=True, output_grads=[torch.ones_like(out) / 32],
-                        backward_from=None, optimizer=OptimizerSpec(torch.optim.SGD, {"lr": 0.1}, [({}, names)]),
-                        rng_state=torch.get_rng_state())
+    workload = Workload.of_call(model, (x,), training=True, output_grads=[torch.ones_like(out) / 32],
+                                optimizer=OptimizerSpec(torch.optim.SGD, {"lr": 0.1}, [({}, names)]))
     variant = compile_technique.Compile().apply(workload.clone())
     assert isinstance(variant.model, nn.Sequential) and type(variant.model) is not nn.Sequential
     assert [n for n, _ in variant.model.named_parameters()] == names, "parameter names stay"
@@ -73,7 +72,7 @@ def test_compiled_training_step_runs_and_matches_eager():
     report = quality(workload, variant)  # before a step changes the variant's weights
     assert report["output_rel_error"] < 1e-4 and report["grad_rel_error"] < 1e-4
     step = variant.step_function()
-    assert step().shape == (8, 4) and step().shape == (8, 4)
+    assert step()[0].shape == (8, 4) and step()[0].shape == (8, 4)
 
 
 def test_every_copy_compiles_anew_without_a_global_reset():

@@ -128,8 +128,7 @@ def _workload():
     from advisor.runner.capture import Workload
 
     model = torch.nn.Linear(4, 2).eval()
-    return Workload(model=model, args=(torch.randn(3, 4),), kwargs={}, training=False, output_grads=[None],
-                    backward_from=None, optimizer=None, rng_state=torch.get_rng_state())
+    return Workload.of_call(model, (torch.randn(3, 4),), output_grads=[None])
 
 
 class _Applies(Technique):

@@ -264,14 +264,26 @@ class Workload:
         if pairs:
             torch.autograd.backward([t for t, _ in pairs], [g.to(t.dtype) for t, g in pairs])
 
-    def step_function(self) -> Callable[[], list]:
-        """A function running one step per call (forward; for training also backward, what the script did
-        between backward and the optimizer, and the optimizer step), each call on the next captured step's
-        batches; it returns the outputs of each model call."""
+    def step_function(self, hold_weights: bool = False) -> Callable[[], list]:
+        """A function running one step per call, each call on the next captured step's batches: forward; for
+        training also backward, what the script did between backward and the optimizer, and the optimizer
+        step (gradients are reset as the step starts, so they can be inspected after it). It returns the
+        outputs of each model call.
+
+        ``hold_weights`` runs the optimizer with a learning rate of 0: the same work, its state advancing,
+        but the weights stay as captured, so that every run of a batch must give the same outputs."""
         optimizer = self.optimizer.build(self.model) if self.training and self.optimizer is not None else None
+        if optimizer is not None and hold_weights:
+            for group in optimizer.param_groups:
+                group["lr"] = torch.zeros_like(group["lr"]) if isinstance(group["lr"], torch.Tensor) else 0.0
         turn = itertools.count()
 
         def step():
+            if self.training:
+                if optimizer is not None:
+                    optimizer.zero_grad(set_to_none=True)
+                else:
+                    self.model.zero_grad(set_to_none=True)
             outputs = []
             for call in self.steps[next(turn) % len(self.steps)]:
                 out = self.call_model(call)
@@ -282,11 +294,14 @@ class Workload:
                 _apply_between(self.model, self.between)
                 if optimizer is not None:
                     optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                else:
-                    self.model.zero_grad(set_to_none=True)
             return outputs
         return step
+
+    def trained_share(self) -> float:
+        """The share of the model's parameters (by count) that hold a gradient now."""
+        params = list(self.model.parameters())
+        total = sum(p.numel() for p in params)
+        return sum(p.numel() for p in params if p.grad is not None) / total if total else 0.0
 
 
 @dataclasses.dataclass
