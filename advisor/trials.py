@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 
 from advisor.runner.capture import Workload, relative_error, tensor_leaves
+from advisor.verdict import QUALITY_TOLERANCE, is_gain, judge
 from advisor.technique import Benchmark, Context, DoesNotApply, Estimate, Technique, Verdict, amdahl
 
 PAIRS = 10
@@ -283,32 +284,6 @@ def _timed_error(baseline: list[list[torch.Tensor]], variant: list[list[torch.Te
     return round(max(errors), 6) if errors else None
 
 
-#: a measured ratio must reach this (median) to count as a gain: the noise between processes is ~±10 %
-GAIN_THRESHOLD = 1.1
-
-
-def judge(measured: dict) -> str:
-    """Whether a measurement is a gain: ``gain``, ``gain, outputs change`` (beyond
-    :data:`QUALITY_TOLERANCE`), ``no gain`` (under :data:`GAIN_THRESHOLD`, or a lower quartile under 1),
-    or a changed step: gradients the script computes left out, or timed outputs that differ from the
-    baseline's far more than the checked copy's did (a variant that caches or skips work)."""
-    q = measured.get("quality") or {}
-    if q.get("gradients_left_out"):
-        return f"step changed: leaves out the gradients of {q['gradients_left_out']:.0%} of the trained parameters"
-    fresh, timed = q.get("output_rel_error"), q.get("timed_output_rel_error")
-    if timed is not None and timed > max(QUALITY_TOLERANCE, 10 * (fresh or 0.0)):
-        return f"step changed: its timed outputs differ by {timed:.2g} from the baseline's (checked copy: {fresh:.2g})"
-    if not (measured.get("speedup", 0) >= GAIN_THRESHOLD and measured.get("speedup_low", 0) > 1.0):
-        return "no gain"
-    errors = [e for e in (fresh, q.get("grad_rel_error")) if e is not None]
-    return "gain, outputs change" if any(e > QUALITY_TOLERANCE for e in errors) else "gain"
-
-
-def is_gain(record: dict) -> bool:
-    """True when a record's measurement is a gain (its numerical change aside)."""
-    return str(record.get("verdict", "")).startswith("gain")
-
-
 def _cuda_devices(workload: Workload | None) -> list[int]:
     if workload is None:
         return []
@@ -392,10 +367,6 @@ def hardware(workload: Workload | None) -> dict:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return {"cpu_flags": flags, "cuda": bool(gpus), "gpus": gpus, "device": "cuda" if on_cuda else "cpu",
             "cpu_cores": cores, "torch_threads": torch.get_num_threads()}
-
-
-#: outputs that change by more than this (relative) rank after every technique that stays within it
-QUALITY_TOLERANCE = 0.05
 
 
 def phase_share(summary: dict, phases) -> float | None:

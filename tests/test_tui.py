@@ -172,7 +172,8 @@ def test_measure_from_the_ui(store):
         await app.workers.wait_for_complete()
         await pilot.pause()
         await pilot.press("4")
-        assert column(table, 5) == ["measured"]
+        verdict = json.loads((fresh / "trials.json").read_text())["techniques"][0]["verdict"]
+        assert column(table, 5) == [verdict], "a measurement shows its verdict (gain, no gain, ...)"
         assert "x" in column(table, 2)[0]
         assert not app.screen.query_one("#measure-status").display
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advisor.report.escape import fence, md
+from advisor.verdict import outcome
 from advisor.views.summary import human_bytes
 
 HOT_OPS_SHOWN = 15
@@ -133,7 +134,7 @@ def _recommendations(summary: dict, plots: dict[str, Path]) -> list[str]:
         error = quality.get("output_rel_error")
         rows.append([md(r.get("technique", "?")), _gain((r.get("estimate") or {}).get("speedup")),
                      _gain(measured.get("speedup")) + spread, _gain(measured.get("projected_speedup")),
-                     "-" if error is None else f"{error:.0e}", md(r.get("status", ""))])
+                     "-" if error is None else f"{error:.0e}", md(outcome(r))])
     lines = ["## Recommendations", "",
              "Measured: the replayed model step, baseline and variant interleaved (± half the IQR); "
              "step: that gain carried over to the whole step; output change: relative.", "",

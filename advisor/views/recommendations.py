@@ -8,6 +8,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from advisor.verdict import is_gain, outcome
+
 
 _NOTE_LENGTH = 44  # the full reasons are in --json and trials.json
 
@@ -55,10 +57,10 @@ def render_recommendations(summary: dict, snippets: bool = False) -> Group | Non
         measured = r.get("measured") or {}
         speed = measured.get("speedup")
         shown = _gain(speed) + (f" ±{100 * measured['spread'] / 2:.0f}%" if speed and measured.get("spread") else "")
-        style = "green" if speed and speed >= 1.1 else ("red" if speed and speed < 0.95 else "")
+        style = "green" if is_gain(r) else ("red" if speed and speed < 0.95 else "")
         status = r.get("status", "")
         why = r.get("reason") or ""
-        note = why if status in ("measured", "not measured") else f"{status}; {why}" if why else status
+        note = why if status == "not measured" or is_gain(r) else f"{outcome(r)}; {why}" if why else outcome(r)
         if len(note) > _NOTE_LENGTH:
             note = note[:_NOTE_LENGTH - 1] + "…"
         table.add_row(escape(r.get("technique", "?")), _gain((r.get("estimate") or {}).get("speedup")),
@@ -68,13 +70,14 @@ def render_recommendations(summary: dict, snippets: bool = False) -> Group | Non
     note = bottleneck_note(summary)
     if note:
         parts.append(Text(note, style="yellow"))
-    best = records[0].get("measured") or {}
+    gains = [r for r in records if is_gain(r)]
+    best = gains[0]["measured"] if gains else {}
     gain = best.get("projected_speedup") or best.get("speedup")
-    if gain and gain >= 1.05 and not snippets:
-        parts.append(Text.assemble(("Best: ", "bold"), f"{records[0]['technique']}, {gain:.2f}x on the whole step "
+    if gains and not snippets:
+        parts.append(Text.assemble(("Best: ", "bold"), f"{gains[0]['technique']}, {gain:.2f}x on the whole step "
                                    "(`advisor show --snippets` shows how to apply each technique)"))
-    elif best and not snippets:
-        parts.append(Text("No measured technique gains 5% or more on the whole step."))
+    elif any(r.get("measured") for r in records) and not snippets:
+        parts.append(Text("No measured technique is a gain (10% or more, beyond the noise, with the step unchanged)."))
     if snippets:
         for r in records:
             if r.get("snippet") and r.get("applies"):

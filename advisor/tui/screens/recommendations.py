@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Label, ProgressBar, Static, TabPane
 
 from advisor.errors import AdvisorError
 from advisor.remeasure import Progress
+from advisor.verdict import is_gain, outcome
 
 
 def _gain(value: float | None) -> str:
@@ -64,12 +65,12 @@ class RecommendationsPane(TabPane):
             speed = measured.get("speedup")
             spread = f" ±{100 * measured['spread'] / 2:.0f}%" if speed and measured.get("spread") else ""
             error = (measured.get("quality") or {}).get("output_rel_error")
-            style = "green" if speed and speed >= 1.1 else "red" if speed and speed < 0.95 else ""
+            style = "green" if is_gain(r) else "red" if speed and speed < 0.95 else ""
             table.add_row(Text(r.get("technique", "?")),
                           Text(_gain((r.get("estimate") or {}).get("speedup")), justify="right"),
                           Text(_gain(speed) + spread, justify="right", style=style),
                           Text(_gain(measured.get("projected_speedup")), justify="right"),
-                          _relative(error), Text(r.get("status", "")))
+                          _relative(error), Text(outcome(r)))
         details = self.query_one("#technique-details", Static)
         if not self.records:
             details.update(Text(problem or "No technique was asked: the run ended before its trials.", style="yellow"))
@@ -147,6 +148,8 @@ def _details(r: dict) -> Group:
                     f"{measured.get('variant_ms', 0):.2f} ms; "
                     f"outputs change {_relative(quality.get('output_rel_error'))}, "
                     f"gradients {_relative(quality.get('grad_rel_error'))}\n")
+        if r.get("verdict"):
+            text.append(f"verdict: {r['verdict']}\n", style="green" if is_gain(r) else "yellow")
     else:
         text.append(f"{r.get('status', '')}; press m to measure it\n", style="yellow")
     parts = [text]
