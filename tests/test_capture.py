@@ -46,3 +46,22 @@ def test_nothing_to_capture(tmp_path):
     assert run_advisor("profile", "--out", out, SCRIPTS / "never_steps.py").returncode == 0
     w = json.loads((out / "workload.json").read_text())
     assert w["captured"] is False and w["reason"]
+
+
+def test_a_step_the_replay_does_not_reproduce_is_not_measured(tmp_path):
+    """Gradients changed by hand between backward and the optimizer step: the replay's outputs and gradients
+    agree, its parameter update does not, so no technique is measured on that step."""
+    from conftest import profile_json
+
+    proc, summary = profile_json(SCRIPTS / "hand_scaled_grads.py", "--warmup", "3", "--steps", "2",
+                                 "--techniques", "channels_last,batch_size_x2", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    w = json.loads((tmp_path / "run" / "workload.json").read_text())
+    replay = w["replay"]
+    assert w["captured"] and w["training"] and replay["reproduced"] is False
+    assert replay["output_rel_error"] < 1e-6 and replay["grad_rel_error"] < 1e-6
+    assert replay["update_rel_error"] > 0.1 and "parameter update" in replay["why"]
+    assert any(r["status"].startswith("not reproduced") for r in summary["recommendations"])
+    for record in summary["recommendations"]:
+        assert record["measured"] is None, record
+        assert record["status"] == f"not reproduced: {replay['why']}" or record["status"] == "not applicable"

@@ -17,7 +17,7 @@ from advisor.collectors.nvml import GPU_SAMPLES_FILE, load_gpu_samples
 from advisor.collectors.perf_stat import PERF_STAT_FILE, load_perf_stat
 from advisor.collectors.psutil_sampler import SAMPLES_FILE, load_samples
 from advisor.errors import RunDirError
-from advisor.rundir import RUNNER_FILE, SUMMARY_FILE, TRACE_FILE, TRIALS_FILE, load_meta, read_json
+from advisor.rundir import RUNNER_FILE, SUMMARY_FILE, TRACE_FILE, TRIALS_FILE, WORKLOAD_FILE, load_meta, read_json
 from advisor.rundir_io import atomic_write_csv, atomic_write_json
 
 HOT_OPS_FILE = "hot_ops.csv"
@@ -114,8 +114,23 @@ def summarize(profile: Profile) -> dict:
         "utilisation": profile.utilisation,
         "perf": _perf_summary(profile.perf),
         "collectors": meta.get("collectors", {}),
+        "capture": _capture(profile.run_dir),
         "recommendations": _recommendations(profile.run_dir),
     }
+
+
+_CAPTURE_FIELDS = ("captured", "reason", "training", "model", "calls_per_step", "captured_steps", "autocast",
+                   "between_backward_and_step", "replay")
+
+
+def _capture(run_dir: Path) -> dict | None:
+    """What ``workload.json`` says of the captured step and whether its replay reproduces the script's."""
+    path = run_dir / WORKLOAD_FILE
+    if not path.exists():
+        return None
+    workload = read_json(path, "captured workload")
+    optimizer = workload.get("optimizer") or {}
+    return {**{k: workload.get(k) for k in _CAPTURE_FIELDS}, "optimizer": optimizer.get("class")}
 
 
 def _recommendations(run_dir: Path) -> list[dict]:

@@ -540,11 +540,11 @@ class WorkloadCapture:
                     "which advisor cannot replay")
         if workload.training and result.get("grad_rel_error") is None:
             return "the script's parameter gradients were not seen"
-        names = {"output_rel_error": "outputs", "grad_rel_error": "parameter gradients",
-                 "update_rel_error": "parameter update of the optimizer step"}
-        off = [f"{what} differ by {result[key]:.2g}" for key, what in names.items()
+        names = {"output_rel_error": "outputs differ", "grad_rel_error": "parameter gradients differ",
+                 "update_rel_error": "optimizer's parameter update differs"}
+        off = [f"{what} by {result[key]:.2g}" for key, what in names.items()
                if result.get(key) is not None and not result[key] <= REPLAY_TOLERANCE]
-        return "the replayed " + "; ".join(off) + f" (tolerance {REPLAY_TOLERANCE:g})" if off else None
+        return "the replay's " + "; ".join(off) + f" (tolerance {REPLAY_TOLERANCE:g})" if off else None
 
 
 def _unique(modules) -> list:

@@ -46,6 +46,36 @@ def _steps_line(summary: dict) -> Text:
     )
 
 
+def _capture_line(summary: dict) -> Text | None:
+    """The step captured for trials, and whether replaying it reproduces the script's step."""
+    capture = summary.get("capture")
+    if not capture:
+        return None
+    if not capture.get("captured"):
+        return Text.assemble(("Captured step ", "bold"), f"none: {capture.get('reason') or 'unknown'}",
+                             style="yellow")
+    parts = ["training" if capture.get("training") else "inference", str(capture.get("model"))]
+    if capture.get("optimizer"):
+        parts.append(str(capture["optimizer"]).rsplit(".", 1)[-1])
+    if (capture.get("calls_per_step") or 1) > 1:
+        parts.append(f"{capture['calls_per_step']} model calls per step")
+    if capture.get("autocast"):
+        parts.append("autocast " + ", ".join(capture["autocast"]))
+    if capture.get("between_backward_and_step"):
+        parts.append("then " + ", ".join(capture["between_backward_and_step"]))
+    replay = capture.get("replay") or {}
+    if replay.get("reproduced") is False:
+        return Text.assemble(("Captured step ", "bold"), " · ".join(parts) + "\n",
+                             (f"Its replay does not reproduce the script's step: {replay.get('why')}; "
+                              "no technique was measured on it.", "yellow"))
+    errors = [f"{what} {replay[key]:.0e}" for key, what in (("output_rel_error", "outputs"),
+                                                            ("grad_rel_error", "gradients"),
+                                                            ("update_rel_error", "update"))
+              if replay.get(key) is not None]
+    return Text.assemble(("Captured step ", "bold"), " · ".join(parts),
+                         f" · replay reproduces it ({', '.join(errors)})" if errors else "")
+
+
 def _breakdown_table(summary: dict, width: int = 40) -> Table | None:
     parts = summary.get("breakdown") or {}
     if not parts:
@@ -144,7 +174,7 @@ def render_summary(summary: dict, snippets: bool = False) -> Group:
     header = Text.assemble(("advisor ", "bold"), str(target.get("name", "")),
                            f"  ({summary.get('outcome')})")
     parts = [header, _steps_line(summary)]
-    for block in (_breakdown_table(summary), _hot_ops_table(summary), _memory_lines(summary),
+    for block in (_capture_line(summary), _breakdown_table(summary), _hot_ops_table(summary), _memory_lines(summary),
                   _utilisation_line(summary), render_findings(summary), render_recommendations(summary, snippets),
                   _collectors_line(summary)):
         if block is not None:
