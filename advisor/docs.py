@@ -19,7 +19,7 @@ END = "<!-- END GENERATED -->"
 #: the public types a plugin works with, by module, in the order the reference shows them
 PUBLIC_TYPES = (
     ("advisor.technique", ("Technique", "Context", "Verdict", "Estimate", "Benchmark", "DoesNotApply", "amdahl")),
-    ("advisor.runner.capture", ("Workload",)),
+    ("advisor.runner.capture", ("Workload", "Call")),
     ("advisor.collectors.base", ("Collector", "Availability", "CollectorContext")),
 )
 
@@ -66,7 +66,14 @@ def _public_type(obj) -> str:
     if dataclasses.is_dataclass(obj):
         lines += [f"- `{f.name}: {f.type}`" for f in dataclasses.fields(obj)] + [""]
     for name, member in vars(obj).items():
-        if not name.startswith("_") and inspect.isfunction(member):
+        if name.startswith("_"):
+            continue
+        if isinstance(member, (classmethod, staticmethod)):
+            member = member.__func__
+        if isinstance(member, property):
+            doc = inspect.cleandoc(member.__doc__) if member.__doc__ else ""
+            lines += [f"- `{name}` (read-only)" + (f": {doc}" if doc else "")]
+        elif inspect.isfunction(member):
             doc = inspect.cleandoc(member.__doc__) if member.__doc__ else ""
             lines += [f"- `{_signature(member)}`" + (f": {doc}" if doc else "").replace("\n", "\n  ")]
     return "\n".join(lines).rstrip() + "\n"

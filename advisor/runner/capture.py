@@ -211,18 +211,22 @@ class Workload:
     # -- the first call, as one-call techniques see it ------------------------------------------
     @property
     def args(self) -> tuple:
+        """The first call's positional inputs."""
         return self.steps[0][0].args
 
     @property
     def kwargs(self) -> dict:
+        """The first call's keyword inputs."""
         return self.steps[0][0].kwargs
 
     @property
     def rng_state(self) -> torch.Tensor:
+        """The CPU RNG state at the first call."""
         return self.steps[0][0].rng_state
 
     @property
     def output_grads(self) -> list:
+        """The first call's output gradients (see :class:`Call`); :meth:`map_output_grads` changes every call's."""
         return self.steps[0][0].output_grads
 
     def calls(self) -> list[Call]:
