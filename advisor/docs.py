@@ -19,7 +19,7 @@ END = "<!-- END GENERATED -->"
 #: the public types a plugin works with, by module, in the order the reference shows them
 PUBLIC_TYPES = (
     ("advisor.technique", ("Technique", "Context", "Verdict", "Estimate", "Benchmark", "DoesNotApply", "amdahl")),
-    ("advisor.runner.capture", ("Workload", "Call")),
+    ("advisor.workload", ("Workload", "Call", "OptimizerSpec")),
     ("advisor.collectors.base", ("Collector", "Availability", "CollectorContext")),
 )
 

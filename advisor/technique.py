@@ -24,7 +24,18 @@ import dataclasses
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from advisor.runner.capture import Workload
+    from advisor.workload import Workload
+
+#: the workload types and helpers, importable from here too (loaded on first use: :mod:`advisor.workload` needs torch)
+_WORKLOAD_TYPES = ("Workload", "Call", "OptimizerSpec", "relative_error", "tensor_leaves")
+
+
+def __getattr__(name: str):
+    if name in _WORKLOAD_TYPES:
+        import advisor.workload
+
+        return getattr(advisor.workload, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)

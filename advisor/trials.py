@@ -17,8 +17,8 @@ from typing import Callable
 
 import torch
 
-from advisor.runner.capture import Workload, relative_error, tensor_leaves
-from advisor.verdict import QUALITY_TOLERANCE, is_gain, judge
+from advisor.workload import Workload, relative_error, tensor_leaves
+from advisor.verdict import is_gain, judge
 from advisor.technique import Benchmark, Context, DoesNotApply, Estimate, Technique, Verdict, amdahl
 
 PAIRS = 10

@@ -4,7 +4,7 @@ the real command line."""
 import torch
 from torch import nn
 
-from advisor.runner.capture import OptimizerSpec, Workload
+from advisor.technique import OptimizerSpec, Workload
 from advisor.technique import Context
 from advisor.techniques import batch_size
 from advisor.trials import quality

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from advisor.runner.capture import OptimizerSpec, Workload
+from advisor.technique import OptimizerSpec, Workload
 from advisor.technique import Context
 from advisor.techniques import compile as compile_technique
 from advisor.trials import quality

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from conftest import EXAMPLES, profile_json
-from advisor.runner.capture import OptimizerSpec, Workload
+from advisor.technique import OptimizerSpec, Workload
 from advisor.technique import Context
 from advisor.techniques.pruning import StructuredPruning, UnstructuredPruning, advisor_techniques
 from advisor.trials import quality

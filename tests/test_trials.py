@@ -125,7 +125,7 @@ def test_broken_technique_plugins_are_reported(tmp_path):
 def _workload():
     import torch
 
-    from advisor.runner.capture import Workload
+    from advisor.technique import Workload
 
     model = torch.nn.Linear(4, 2).eval()
     return Workload.of_call(model, (torch.randn(3, 4),), output_grads=[None])

@@ -24,8 +24,7 @@ import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
 from advisor.rundir_io import atomic_write_text
-from advisor.runner.capture import Call, Workload
-from advisor.technique import DoesNotApply
+from advisor.technique import Call, DoesNotApply, Workload
 
 
 class ApplyRefused(BaseException):

@@ -128,7 +128,7 @@ class Runner:
 
     def write_workload(self) -> None:
         """Check the captured workload by replaying it once, and describe it in ``workload.json``."""
-        from advisor.runner.capture import describe
+        from advisor.workload import describe
         from advisor.runner.loaders import describe_loader
 
         if self._capture_written or self.live is not None:

@@ -184,7 +184,7 @@ def _tensors(batch) -> list:
 def _batch_quality(loader, variant) -> dict:
     """The first batch of ``variant`` against that of a copy of ``loader``, when two copies of ``loader``
     give the same first batch (the dataset's items are not random)."""
-    from advisor.runner.capture import relative_error
+    from advisor.technique import relative_error
 
     first, again, other = (_tensors(_first(copy)) for copy in (_like(loader), _like(loader), variant))
     shapes = [tuple(t.shape) for t in first]

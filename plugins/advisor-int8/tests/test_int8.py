@@ -9,8 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from advisor.runner.capture import Workload
-from advisor.technique import Context, DoesNotApply
+from advisor.technique import Context, DoesNotApply, Workload
 from advisor_int8 import DynamicInt8
 
 

@@ -9,8 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from advisor.runner.capture import OptimizerSpec, Workload
-from advisor.technique import Context, DoesNotApply
+from advisor.technique import Context, DoesNotApply, OptimizerSpec, Workload
 from advisor_lowrank import LowRank, advisor_techniques
 
 
