@@ -4,7 +4,6 @@ and the pattern is rewritten in the graph of each module that contains it."""
 
 from __future__ import annotations
 
-import math
 import operator
 
 from advisor.hookspecs import hookimpl
