@@ -5,23 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from advisor.format import gain, human_bytes, measured_gain, ms, pct, relative, spread
 from advisor.report.escape import fence, md
 from advisor.verdict import outcome
-from advisor.views.summary import human_bytes
 
 HOT_OPS_SHOWN = 15
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
-def _ms(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}"
-
-
-def _gain(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}x"
 
 
 def table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
@@ -57,8 +45,8 @@ def _summary(summary: dict) -> list[str]:
     if summary.get("error"):
         lines.append(f"- **Error**: {md(summary['error'])}")
     if steps.get("count"):
-        spread = f" (IQR ±{100 * steps['spread'] / 2:.1f}%)" if steps.get("spread") is not None else ""
-        lines.append(f"- **Step time**: median {steps['median_ms']:.2f} ms{spread} over {steps['count']} recorded "
+        iqr = f" (IQR {spread(steps['spread'], 1)})" if steps.get("spread") is not None else ""
+        lines.append(f"- **Step time**: median {ms(steps['median_ms'])} ms{iqr} over {steps['count']} recorded "
                      f"steps after {steps.get('warmup')} warmup, found by {md(steps.get('detection'))}")
     else:
         lines.append("- **Steps**: none recorded; the ops below cover the whole run "
@@ -73,7 +61,7 @@ def _breakdown(summary: dict, plots: dict[str, Path]) -> list[str]:
     parts = summary.get("breakdown") or {}
     if not parts:
         return []
-    rows = [[phase, _ms(v.get("ms")), _pct(v.get("share"))] for phase, v in parts.items()]
+    rows = [[phase, ms(v.get("ms")), pct(v.get("share"))] for phase, v in parts.items()]
     return ["## Where a step goes", "", table(["phase", "ms", "share"], rows, right={1, 2}), "",
             *_image(plots, "breakdown", "step-time breakdown")]
 
@@ -82,7 +70,7 @@ def _hot_ops(summary: dict) -> list[str]:
     ops = summary.get("hot_ops") or []
     if not ops:
         return ["## Hot ops", "", "No PyTorch ops were recorded.", ""]
-    rows = [[md(op["name"]), _ms(op.get("self_time_ms")), _pct(op.get("share")), str(op.get("calls", "")),
+    rows = [[md(op["name"]), ms(op.get("self_time_ms")), pct(op.get("share")), str(op.get("calls", "")),
              f"{op['gflops_per_s']:.1f}" if op.get("gflops_per_s") else "", md(op.get("shapes") or ""),
              md(op.get("source") or "")] for op in ops[:HOT_OPS_SHOWN]]
     return ["## Hot ops", "", "By self time in the recorded window.", "",
@@ -94,7 +82,7 @@ def _memory(summary: dict, plots: dict[str, Path]) -> list[str]:
     lines = ["## Memory", ""]
     if mem.get("peak_rss_bytes") is not None:
         lines.append(f"- Peak RSS {human_bytes(mem['peak_rss_bytes'])} of {human_bytes(mem.get('system_memory_bytes'))}"
-                     f" ({_pct(mem.get('rss_share_of_system'))})")
+                     f" ({pct(mem.get('rss_share_of_system'))})")
     for gpu in mem.get("gpus") or []:
         lines.append(f"- GPU{gpu['gpu']}: {human_bytes(gpu['peak_used_bytes'])} of {human_bytes(gpu['total_bytes'])}")
     for device, peak in (mem.get("profiler_peak_bytes") or {}).items():
@@ -115,7 +103,7 @@ def _findings(summary: dict) -> list[str]:
         return ["## Findings", "", "No findings recorded.", ""]
     lines = ["## Findings", "", "Ranked by the share of the step (or of memory) at stake.", ""]
     for f in findings:
-        lines += [f"### {md(f.get('title', '?'))} ({_pct(f.get('severity'))} at stake)", "",
+        lines += [f"### {md(f.get('title', '?'))} ({pct(f.get('severity'))} at stake)", "",
                   md(f.get("evidence", "")), ""]
         if f.get("fix"):
             lines += [fence(f["fix"]), ""]
@@ -129,12 +117,10 @@ def _recommendations(summary: dict, plots: dict[str, Path]) -> list[str]:
     rows = []
     for r in records:
         measured = r.get("measured") or {}
-        spread = f" ±{100 * measured['spread'] / 2:.0f}%" if measured.get("spread") else ""
-        quality = measured.get("quality") or {}
-        error = quality.get("output_rel_error")
-        rows.append([md(r.get("technique", "?")), _gain((r.get("estimate") or {}).get("speedup")),
-                     _gain(measured.get("speedup")) + spread, _gain(measured.get("projected_speedup")),
-                     "-" if error is None else f"{error:.0e}", md(outcome(r))])
+        error = (measured.get("quality") or {}).get("output_rel_error")
+        rows.append([md(r.get("technique", "?")), gain((r.get("estimate") or {}).get("speedup")),
+                     measured_gain(measured), gain(measured.get("projected_speedup")), relative(error),
+                     md(outcome(r))])
     lines = ["## Recommendations", "",
              "Measured: the replayed model step, baseline and variant interleaved (± half the IQR); "
              "step: that gain carried over to the whole step; output change: relative.", "",
@@ -172,15 +158,15 @@ def render_comparison(comparison: dict, plots: dict[str, Path]) -> str:
     lines = ["# advisor comparison", "", f"- **A**: {label['a']}", f"- **B**: {label['b']}", ""]
     if step["ratio"] is not None:
         verdict = "faster" if step["ratio"] < 0.98 else "slower" if step["ratio"] > 1.02 else "about the same"
-        lines += [f"Median step: A {_ms(step['a'])} ms, B {_ms(step['b'])} ms: B takes {step['ratio']:.2f}x "
+        lines += [f"Median step: A {ms(step['a'])} ms, B {ms(step['b'])} ms: B takes {gain(step['ratio'])} "
                   f"the time of A ({verdict}).", ""]
     else:
         lines += ["Step time: not comparable (a run recorded no steps).", ""]
-    rows = [[phase, _ms(v["a_ms"]), _ms(v["b_ms"]), _ms(v["delta_ms"])] for phase, v in comparison["breakdown"].items()]
+    rows = [[phase, ms(v["a_ms"]), ms(v["b_ms"]), ms(v["delta_ms"])] for phase, v in comparison["breakdown"].items()]
     if rows:
         lines += ["## Where a step goes", "", table(["phase", "A ms", "B ms", "B - A"], rows, right={1, 2, 3}), "",
                   *_image(plots, "breakdown", "step-time breakdown of both runs")]
-    rows = [[md(op["name"]), _ms(op["a_ms"]), _ms(op["b_ms"]), _ms(op["delta_ms"]), _gain(op["ratio"])]
+    rows = [[md(op["name"]), ms(op["a_ms"]), ms(op["b_ms"]), ms(op["delta_ms"]), gain(op["ratio"])]
             for op in comparison["hot_ops"]]
     if rows:
         lines += ["## Hot ops that moved the most", "", "Self time per step.", "",
