@@ -9,6 +9,8 @@ import pytest
 from markdown_it import MarkdownIt
 
 from advisor.cli import main
+from advisor.report.escape import code, plain
+from advisor.report.markdown import table
 from conftest import (FINDINGS, WEIRD_FILE, WEIRD_NAME, copy_recorded_run, no_advisor_traceback, run_advisor,
                       with_findings)
 
@@ -31,16 +33,18 @@ def test_markdown_report_with_plots(recorded, tmp_path, capsys):
     assert main(["report", str(recorded), "-o", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     text = out.read_text()
-    for heading in ("# advisor report: tiny\\_cnn\\_train\\.py", "## Environment", "## Summary",
+    for heading in ("# advisor report: `tiny_cnn_train.py`", "## Environment", "## Summary",
                     "## Where a step goes", "## Hot ops", "## Memory", "## Findings", "## Recommendations",
                     "## Collectors"):
         assert heading in text
-    assert "| torch | 2\\.13" in text and "No findings recorded." in text
+    assert "| torch | 2.13" in text and "No findings recorded." in text
+    assert "| `aten::convolution_backward` | 90.00 | 70.1% | 8 | 3.7 | `8x16x32x32, 8x16x32x32, 16x16x3x3` | " \
+           "`tests/scripts/tiny_cnn_train.py:20` |" in text  # names as code, readable as text
     for plot in ("breakdown", "memory", "gains"):
         assert f"](cnn-{plot}.png)" in text
         assert (out.parent / f"cnn-{plot}.png").read_bytes().startswith(PNG)
     assert "```python\nmodel = model.to(memory_format=torch.channels_last)" in text
-    assert re.search(r"\| channels\\_last \| [\d.]+x \| [\d.]+x ±\d+% \|", text)  # estimated, measured, spread
+    assert re.search(r"\| `channels_last` \| [\d.]+x \| [\d.]+x ±\d+% \|", text)  # estimated, measured, spread
 
 
 def test_json_report(recorded, tmp_path):
@@ -77,6 +81,38 @@ def test_findings_in_the_report(tmp_path):
     assert main(["report", str(with_findings(tmp_path)), "-o", str(out)]) == 0
     _, text = rendered_text(out.read_text())
     assert f"{FINDINGS[0]['title']} (61.0% at stake)\n{FINDINGS[0]['evidence']}" in text
+
+
+#: names and sentences that markdown would read as markup, were they not escaped
+MARKUP = [WEIRD_NAME, WEIRD_FILE, "a\\|b", "a\\", "\\*x\\*", "`a``b`", "``", "1. x", "2) y", "# h", "- a", "+ b",
+          "> q", "===", "---", "x_y _z_ __d__", "~~s~~ ~t~", "&amp; &#60; <!-- c --> <br>", "[l](u) ![i](u)", "[r]: u",
+          "[l] [s][l]", "***", "two  lines\n of it", "<i>a</i>", "| a | b |"]
+
+
+@pytest.mark.parametrize("write", [code, plain])
+@pytest.mark.parametrize("name", MARKUP)
+def test_names_and_text_render_as_written(write, name):
+    """In a table cell, a list item, a paragraph and a heading, a name (as code) or a sentence (as plain text)
+    renders as exactly its text, whitespace aside, and as nothing but advisor's own markup (and, in a
+    sentence, the renderer's links on what reads as an address, ``name.py`` here, which show it as written)."""
+    written = " ".join(name.split())
+    doc = "\n\n".join([table(["h"], [[write(name)]]), f"- **x**: {write(name)}", write(name), f"### {write(name)} 1%"])
+    page, _ = rendered_text(doc)
+    assert set(re.findall(r"<(\w+)", page)) <= {"table", "thead", "tbody", "tr", "th", "td", "ul", "li", "strong",
+                                                 "p", "h3", *(["code"] if write is code else ["a"])}
+    for href, label in re.findall(r'<a href="([^"]*)">([^<]*)</a>', page):
+        assert href == f"http://{label}"
+    blocks = re.findall(r"<td>(.*?)</td>|<li>(.*?)</li>|<p>(.*?)</p>|<h3>(.*?)</h3>", page)
+    shown = [html.unescape(re.sub(r"<[^>]+>", "", inner)) for groups in blocks for inner in groups if inner]
+    assert shown == [written, f"x: {written}", written, f"{written} 1%"]
+
+
+def test_names_are_code_and_text_is_escaped_only_where_it_would_be_markup():
+    assert code("aten::convolution_backward") == "`aten::convolution_backward`"
+    assert code("a`b") == "``a`b``" and code("`a") == "`` `a ``" and code("") == ""
+    assert plain("batch 32 -> 64 (x2), channels_last: 1.5x; see torch.compile") == \
+           "batch 32 -> 64 (x2), channels_last: 1.5x; see torch.compile"
+    assert plain("- a *b* <i> [c](d) [8, 3]") == "\\- a \\*b\\* &lt;i> \\[c](d) [8, 3]"
 
 
 @pytest.mark.parametrize("case", ["missing run", "not a run", "unwritable output"])

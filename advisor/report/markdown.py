@@ -1,34 +1,22 @@
 """A run's summary (or a comparison of two) as GitHub-flavoured markdown; every string that came from
-the user's script goes through :func:`advisor.report.escape.md`."""
+the user's script or torch goes through :mod:`advisor.report.escape`: names as code, free text as plain."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from advisor.report.escape import fence, md
+from advisor.format import gain, human_bytes, measured_gain, ms, pct, relative, spread
+from advisor.report.escape import cell, code, fence, plain
 from advisor.verdict import outcome
-from advisor.views.summary import human_bytes
 
 HOT_OPS_SHOWN = 15
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
-def _ms(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}"
-
-
-def _gain(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}x"
-
-
 def table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
-    """A GFM table; cells must already be escaped."""
+    """A GFM table of markdown cells (their ``|`` escaped here)."""
     align = ["---:" if i in right else "---" for i in range(len(headers))]
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -39,12 +27,12 @@ def _image(plots: dict[str, Path], key: str, alt: str) -> list[str]:
 def _environment(summary: dict) -> list[str]:
     env = summary.get("environment") or {}
     host = env.get("host") or {}
-    gpus = ", ".join(md(g.get("name", "?")) for g in env.get("gpus") or []) or "none"
-    rows = [["torch", md(env.get("torch", "?"))], ["Python", md(env.get("python", "?"))],
-            ["CPU", f"{md(host.get('machine', '?'))}, {host.get('cpu_count', '?')} cores, "
-                    f"{md(env.get('cpu_capability') or '?')}"],
+    gpus = ", ".join(plain(g.get("name", "?")) for g in env.get("gpus") or []) or "none"
+    rows = [["torch", plain(env.get("torch", "?"))], ["Python", plain(env.get("python", "?"))],
+            ["CPU", f"{plain(host.get('machine', '?'))}, {host.get('cpu_count', '?')} cores, "
+                    f"{plain(env.get('cpu_capability') or '?')}"],
             ["memory", human_bytes(host.get("memory_bytes"))], ["torch threads", str(env.get("torch_threads", "?"))],
-            ["GPU", gpus + (f" (CUDA {md(env['cuda_version'])})" if env.get("cuda_version") else "")]]
+            ["GPU", gpus + (f" (CUDA {plain(env['cuda_version'])})" if env.get("cuda_version") else "")]]
     return ["## Environment", "", table(["", ""], rows), ""]
 
 
@@ -52,14 +40,14 @@ def _summary(summary: dict) -> list[str]:
     target = summary.get("target") or {}
     steps = summary.get("steps") or {}
     args = " ".join(target.get("args") or [])
-    lines = ["## Summary", "", f"- **Target**: {md(target.get('name', '?'))}" + (f" {md(args)}" if args else ""),
-             f"- **Outcome**: {md(summary.get('outcome'))}"]
+    lines = ["## Summary", "", f"- **Target**: {code(target.get('name', '?'))}" + (f" {code(args)}" if args else ""),
+             f"- **Outcome**: {plain(summary.get('outcome'))}"]
     if summary.get("error"):
-        lines.append(f"- **Error**: {md(summary['error'])}")
+        lines.append(f"- **Error**: {plain(summary['error'])}")
     if steps.get("count"):
-        spread = f" (IQR ±{100 * steps['spread'] / 2:.1f}%)" if steps.get("spread") is not None else ""
-        lines.append(f"- **Step time**: median {steps['median_ms']:.2f} ms{spread} over {steps['count']} recorded "
-                     f"steps after {steps.get('warmup')} warmup, found by {md(steps.get('detection'))}")
+        iqr = f" (IQR {spread(steps['spread'], 1)})" if steps.get("spread") is not None else ""
+        lines.append(f"- **Step time**: median {ms(steps['median_ms'])} ms{iqr} over {steps['count']} recorded "
+                     f"steps after {steps.get('warmup')} warmup, found by {plain(steps.get('detection'))}")
     else:
         lines.append("- **Steps**: none recorded; the ops below cover the whole run "
                      "(`advisor.step()` marks steps in a script)")
@@ -73,7 +61,7 @@ def _breakdown(summary: dict, plots: dict[str, Path]) -> list[str]:
     parts = summary.get("breakdown") or {}
     if not parts:
         return []
-    rows = [[phase, _ms(v.get("ms")), _pct(v.get("share"))] for phase, v in parts.items()]
+    rows = [[phase, ms(v.get("ms")), pct(v.get("share"))] for phase, v in parts.items()]
     return ["## Where a step goes", "", table(["phase", "ms", "share"], rows, right={1, 2}), "",
             *_image(plots, "breakdown", "step-time breakdown")]
 
@@ -82,9 +70,9 @@ def _hot_ops(summary: dict) -> list[str]:
     ops = summary.get("hot_ops") or []
     if not ops:
         return ["## Hot ops", "", "No PyTorch ops were recorded.", ""]
-    rows = [[md(op["name"]), _ms(op.get("self_time_ms")), _pct(op.get("share")), str(op.get("calls", "")),
-             f"{op['gflops_per_s']:.1f}" if op.get("gflops_per_s") else "", md(op.get("shapes") or ""),
-             md(op.get("source") or "")] for op in ops[:HOT_OPS_SHOWN]]
+    rows = [[code(op["name"]), ms(op.get("self_time_ms")), pct(op.get("share")), str(op.get("calls", "")),
+             f"{op['gflops_per_s']:.1f}" if op.get("gflops_per_s") else "", code(op.get("shapes") or ""),
+             code(op.get("source") or "")] for op in ops[:HOT_OPS_SHOWN]]
     return ["## Hot ops", "", "By self time in the recorded window.", "",
             table(["op", "self ms", "share", "calls", "GFLOP/s", "shapes", "source"], rows, right={1, 2, 3, 4}), ""]
 
@@ -94,16 +82,16 @@ def _memory(summary: dict, plots: dict[str, Path]) -> list[str]:
     lines = ["## Memory", ""]
     if mem.get("peak_rss_bytes") is not None:
         lines.append(f"- Peak RSS {human_bytes(mem['peak_rss_bytes'])} of {human_bytes(mem.get('system_memory_bytes'))}"
-                     f" ({_pct(mem.get('rss_share_of_system'))})")
+                     f" ({pct(mem.get('rss_share_of_system'))})")
     for gpu in mem.get("gpus") or []:
         lines.append(f"- GPU{gpu['gpu']}: {human_bytes(gpu['peak_used_bytes'])} of {human_bytes(gpu['total_bytes'])}")
     for device, peak in (mem.get("profiler_peak_bytes") or {}).items():
-        lines.append(f"- Allocator peak in the window ({md(device)}): {human_bytes(peak)}")
+        lines.append(f"- Allocator peak in the window ({code(device)}): {human_bytes(peak)}")
     lines.append("")
     lines += _image(plots, "memory", "memory timeline")
     top = mem.get("top_allocators") or []
     if top:
-        rows = [[md(a["name"]), human_bytes(a.get("bytes")), str(a.get("allocations", ""))] for a in top]
+        rows = [[code(a["name"]), human_bytes(a.get("bytes")), str(a.get("allocations", ""))] for a in top]
         lines += ["Allocated most in the window (frees not subtracted):", "",
                   table(["op", "allocated", "allocations"], rows, right={1, 2}), ""]
     return lines
@@ -115,8 +103,8 @@ def _findings(summary: dict) -> list[str]:
         return ["## Findings", "", "No findings recorded.", ""]
     lines = ["## Findings", "", "Ranked by the share of the step (or of memory) at stake.", ""]
     for f in findings:
-        lines += [f"### {md(f.get('title', '?'))} ({_pct(f.get('severity'))} at stake)", "",
-                  md(f.get("evidence", "")), ""]
+        lines += [f"### {plain(f.get('title', '?'))} ({pct(f.get('severity'))} at stake)", "",
+                  plain(f.get("evidence", "")), ""]
         if f.get("fix"):
             lines += [fence(f["fix"]), ""]
     return lines
@@ -129,12 +117,10 @@ def _recommendations(summary: dict, plots: dict[str, Path]) -> list[str]:
     rows = []
     for r in records:
         measured = r.get("measured") or {}
-        spread = f" ±{100 * measured['spread'] / 2:.0f}%" if measured.get("spread") else ""
-        quality = measured.get("quality") or {}
-        error = quality.get("output_rel_error")
-        rows.append([md(r.get("technique", "?")), _gain((r.get("estimate") or {}).get("speedup")),
-                     _gain(measured.get("speedup")) + spread, _gain(measured.get("projected_speedup")),
-                     "-" if error is None else f"{error:.0e}", md(outcome(r))])
+        error = (measured.get("quality") or {}).get("output_rel_error")
+        rows.append([code(r.get("technique", "?")), gain((r.get("estimate") or {}).get("speedup")),
+                     measured_gain(measured), gain(measured.get("projected_speedup")), relative(error),
+                     plain(outcome(r))])
     lines = ["## Recommendations", "",
              "Measured: the replayed model step, baseline and variant interleaved (± half the IQR); "
              "step: that gain carried over to the whole step; output change: relative.", "",
@@ -142,21 +128,21 @@ def _recommendations(summary: dict, plots: dict[str, Path]) -> list[str]:
              "", *_image(plots, "gains", "estimated and measured gain per technique")]
     for r in records:
         if r.get("applies") and r.get("snippet") and not r.get("pair"):
-            lines += [f"### {md(r['technique'])}: {md(r.get('title', ''))}", "", md(r.get("reason") or ""), "",
+            lines += [f"### {code(r['technique'])}: {plain(r.get('title', ''))}", "", plain(r.get("reason") or ""), "",
                       fence(r["snippet"]), ""]
     return lines
 
 
 def _collectors(summary: dict) -> list[str]:
-    rows = [[md(name), "yes" if status.get("available") else "no", md(status.get("reason") or "")]
+    rows = [[code(name), "yes" if status.get("available") else "no", plain(status.get("reason") or "")]
             for name, status in (summary.get("collectors") or {}).items()]
     return ["## Collectors", "", table(["collector", "available", "why"], rows), ""] if rows else []
 
 
 def render_report(summary: dict, plots: dict[str, Path]) -> str:
     """The markdown report of one run; ``plots`` maps breakdown/memory/gains to image paths (relative)."""
-    name = md(Path(str((summary.get("target") or {}).get("name", "run"))).name)
-    run_id = md(Path(str(summary.get("run_dir", ""))).name)
+    name = code(Path(str((summary.get("target") or {}).get("name", "run"))).name)
+    run_id = code(Path(str(summary.get("run_dir", ""))).name)
     sections = [[f"# advisor report: {name}", "", f"Run {run_id}" if run_id else "", ""],
                 _environment(summary), _summary(summary), _breakdown(summary, plots), _hot_ops(summary),
                 _memory(summary, plots), _findings(summary), _recommendations(summary, plots), _collectors(summary)]
@@ -167,20 +153,20 @@ def render_comparison(comparison: dict, plots: dict[str, Path]) -> str:
     """The markdown comparison of run B against run A (see :func:`advisor.analysis.compare.compare`)."""
     a, b = comparison["a"], comparison["b"]
     step = comparison["step_ms"]
-    label = {key: f"{md(Path(str(run['run_dir'])).name)} ({md(run.get('target') or '?')})" for key, run in
+    label = {key: f"{code(Path(str(run['run_dir'])).name)} ({code(run.get('target') or '?')})" for key, run in
              (("a", a), ("b", b))}
     lines = ["# advisor comparison", "", f"- **A**: {label['a']}", f"- **B**: {label['b']}", ""]
     if step["ratio"] is not None:
         verdict = "faster" if step["ratio"] < 0.98 else "slower" if step["ratio"] > 1.02 else "about the same"
-        lines += [f"Median step: A {_ms(step['a'])} ms, B {_ms(step['b'])} ms: B takes {step['ratio']:.2f}x "
+        lines += [f"Median step: A {ms(step['a'])} ms, B {ms(step['b'])} ms: B takes {gain(step['ratio'])} "
                   f"the time of A ({verdict}).", ""]
     else:
         lines += ["Step time: not comparable (a run recorded no steps).", ""]
-    rows = [[phase, _ms(v["a_ms"]), _ms(v["b_ms"]), _ms(v["delta_ms"])] for phase, v in comparison["breakdown"].items()]
+    rows = [[phase, ms(v["a_ms"]), ms(v["b_ms"]), ms(v["delta_ms"])] for phase, v in comparison["breakdown"].items()]
     if rows:
         lines += ["## Where a step goes", "", table(["phase", "A ms", "B ms", "B - A"], rows, right={1, 2, 3}), "",
                   *_image(plots, "breakdown", "step-time breakdown of both runs")]
-    rows = [[md(op["name"]), _ms(op["a_ms"]), _ms(op["b_ms"]), _ms(op["delta_ms"]), _gain(op["ratio"])]
+    rows = [[code(op["name"]), ms(op["a_ms"]), ms(op["b_ms"]), ms(op["delta_ms"]), gain(op["ratio"])]
             for op in comparison["hot_ops"]]
     if rows:
         lines += ["## Hot ops that moved the most", "", "Self time per step.", "",

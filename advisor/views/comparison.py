@@ -6,6 +6,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from advisor.format import gain
+
 
 def _ms(run: dict) -> str:
     if "median_ms" not in run:
@@ -32,7 +34,7 @@ def print_comparison(comparison: dict, console: Console, target: str = "") -> No
     speedup = comparison.get("speedup")
     low, high = comparison.get("speedup_range") or (None, None)
     table.add_row("step time", _ms(runs["baseline"]), _ms(runs["applied"]),
-                  f"[bold]{speedup:.2f}x[/] ({low:.2f}-{high:.2f})" if speedup else "-")
+                  f"[bold]{gain(speedup)}[/] ({low:.2f}-{high:.2f})" if speedup else "-")
     table.add_row("warmup steps", f"{runs['baseline']['warmup_s']:.1f} s", f"{runs['applied']['warmup_s']:.1f} s", "")
     outcomes = comparison.get("outcomes")
     if outcomes:

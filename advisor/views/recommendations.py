@@ -8,24 +8,19 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from advisor.format import gain, measured_gain, relative
 from advisor.verdict import is_gain, outcome
-
 
 _NOTE_LENGTH = 44  # the full reasons are in --json and trials.json
 
 
-def _gain(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
 def _quality(quality: dict | None) -> str:
-    if not quality:
-        return "-"
+    """The relative change of the outputs and of the gradients: ``3e-04/1e-03``, ``3e-04`` or ``-``."""
+    quality = quality or {}
     out, grad = quality.get("output_rel_error"), quality.get("grad_rel_error")
     if out is None and grad is None:
         return "-"
-    text = "-" if out is None else f"{out:.0e}"
-    return text + ("" if grad is None else f"/{grad:.0e}")
+    return relative(out) + ("" if grad is None else f"/{relative(grad)}")
 
 
 def bottleneck_note(summary: dict) -> str | None:
@@ -56,15 +51,14 @@ def render_recommendations(summary: dict, snippets: bool = False) -> Group | Non
     for r in records:
         measured = r.get("measured") or {}
         speed = measured.get("speedup")
-        shown = _gain(speed) + (f" ±{100 * measured['spread'] / 2:.0f}%" if speed and measured.get("spread") else "")
         style = "green" if is_gain(r) else ("red" if speed and speed < 0.95 else "")
         status = r.get("status", "")
         why = r.get("reason") or ""
         note = why if status == "not measured" or is_gain(r) else f"{outcome(r)}; {why}" if why else outcome(r)
         if len(note) > _NOTE_LENGTH:
             note = note[:_NOTE_LENGTH - 1] + "…"
-        table.add_row(escape(r.get("technique", "?")), _gain((r.get("estimate") or {}).get("speedup")),
-                      Text(shown, style=style), _gain(measured.get("projected_speedup")),
+        table.add_row(escape(r.get("technique", "?")), gain((r.get("estimate") or {}).get("speedup")),
+                      Text(measured_gain(measured), style=style), gain(measured.get("projected_speedup")),
                       _quality(measured.get("quality")), escape(note))
     parts = [table]
     note = bottleneck_note(summary)
@@ -72,9 +66,9 @@ def render_recommendations(summary: dict, snippets: bool = False) -> Group | Non
         parts.append(Text(note, style="yellow"))
     gains = [r for r in records if is_gain(r)]
     best = gains[0]["measured"] if gains else {}
-    gain = best.get("projected_speedup") or best.get("speedup")
+    best_gain = gain(best.get("projected_speedup") or best.get("speedup"))
     if gains and not snippets:
-        parts.append(Text.assemble(("Best: ", "bold"), f"{gains[0]['technique']}, {gain:.2f}x on the whole step "
+        parts.append(Text.assemble(("Best: ", "bold"), f"{gains[0]['technique']}, {best_gain} on the whole step "
                                    "(`advisor show --snippets` shows how to apply each technique)"))
     elif any(r.get("measured") for r in records) and not snippets:
         parts.append(Text("No measured technique is a gain (10% or more, beyond the noise, with the step unchanged)."))

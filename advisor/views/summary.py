@@ -7,25 +7,11 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from advisor.format import PHASE_STYLES, human_bytes, ms, pct, relative, short_source, spread
 from advisor.views.findings import render_findings
 from advisor.views.recommendations import render_recommendations
 
-PHASE_STYLES = {"data": "yellow", "forward": "cyan", "backward": "magenta", "optimizer": "green", "other": "grey50"}
 HOT_OPS_SHOWN = 10
-
-
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
 
 
 def _steps_line(summary: dict) -> Text:
@@ -37,11 +23,11 @@ def _steps_line(summary: dict) -> Text:
         return Text.assemble(("No steps found", "bold yellow"),
                              f": {why}. Ops below cover the whole run; call advisor.step() at the end of "
                              "each step to mark them.")
-    spread = steps.get("spread")
+    iqr = steps.get("spread")
     return Text.assemble(
         ("Steps ", "bold"), f"{steps['count']} recorded after {steps.get('warmup')} warmup, found by ",
         (str(steps.get("detection")), "bold"), " · median ", (f"{steps['median_ms']:.2f} ms", "bold"),
-        f" (IQR ±{100 * spread / 2:.1f}%)" if spread is not None else "",
+        f" (IQR {spread(iqr, 1)})" if iqr is not None else "",
         f" · min {steps['min_ms']:.2f} / max {steps['max_ms']:.2f} ms",
     )
 
@@ -68,7 +54,7 @@ def _capture_line(summary: dict) -> Text | None:
         return Text.assemble(("Captured step ", "bold"), " · ".join(parts) + "\n",
                              (f"Its replay does not reproduce the script's step: {replay.get('why')}; "
                               "no technique was measured on it.", "yellow"))
-    errors = [f"{what} {replay[key]:.0e}" for key, what in (("output_rel_error", "outputs"),
+    errors = [f"{what} {relative(replay[key])}" for key, what in (("output_rel_error", "outputs"),
                                                             ("grad_rel_error", "gradients"),
                                                             ("update_rel_error", "update"))
               if replay.get(key) is not None]
@@ -88,7 +74,7 @@ def _breakdown_table(summary: dict, width: int = 40) -> Table | None:
     table.add_column("")
     for phase, value in parts.items():
         bar = "█" * max(int(round(value["share"] * width)), 1 if value["share"] > 0 else 0)
-        table.add_row(phase, f"{value['ms']:.2f}", _pct(value["share"]), Text(bar, style=PHASE_STYLES.get(phase, "")))
+        table.add_row(phase, ms(value["ms"]), pct(value["share"]), Text(bar, style=PHASE_STYLES.get(phase, "")))
     return table
 
 
@@ -105,19 +91,14 @@ def _hot_ops_table(summary: dict) -> Table | None:
     table.add_column("source", overflow="ellipsis", no_wrap=True, min_width=16, max_width=30)
     table.add_column("shapes", overflow="ellipsis", no_wrap=True, min_width=6, max_width=30)
     for op in ops[:HOT_OPS_SHOWN]:
-        row = [escape(op["name"]), f"{op['self_time_ms']:.2f}"]
+        row = [escape(op["name"]), ms(op["self_time_ms"])]
         if gpu:
             row.append(f"{op.get('device_time_ms') or 0:.2f}")
         gflops = op.get("gflops_per_s")
-        row += [_pct(op.get("share")), str(op.get("calls")), f"{gflops:.1f}" if gflops else "",
+        row += [pct(op.get("share")), str(op.get("calls")), f"{gflops:.1f}" if gflops else "",
                 escape(short_source(op.get("source"))), escape(op.get("shapes") or "")]
         table.add_row(*row)
     return table
-
-
-def short_source(source: str | None) -> str:
-    """``file.py:12`` without its folders (the JSON and the CSV keep the path)."""
-    return source.replace("\\", "/").rsplit("/", 1)[-1] if source else ""
 
 
 def _memory_lines(summary: dict) -> Text:
@@ -125,10 +106,10 @@ def _memory_lines(summary: dict) -> Text:
     text = Text.assemble(("Memory ", "bold"))
     if mem.get("peak_rss_bytes") is not None:
         text.append(f"peak RSS {human_bytes(mem['peak_rss_bytes'])} of {human_bytes(mem.get('system_memory_bytes'))} "
-                    f"({_pct(mem.get('rss_share_of_system'))})")
+                    f"({pct(mem.get('rss_share_of_system'))})")
     for gpu in mem.get("gpus", []):
         text.append(f" · GPU{gpu['gpu']} {human_bytes(gpu['peak_used_bytes'])} of {human_bytes(gpu['total_bytes'])} "
-                    f"({_pct(gpu['share'])})")
+                    f"({pct(gpu['share'])})")
     for device, peak in (mem.get("profiler_peak_bytes") or {}).items():
         text.append(f" · allocator peak in window ({device}) {human_bytes(peak)}")
     top = mem.get("top_allocators") or []

@@ -12,9 +12,9 @@ from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Static, TabPane
 
+from advisor.format import ms, pct, short_source
 from advisor.store import hot_ops_table, source_lines
 from advisor.tui.widgets.source_view import SourceView
-from advisor.views.summary import short_source
 
 #: column key, title, width, and whether it sorts largest first; the first five fit in 80 columns
 COLUMNS = (("name", "op", 26, False), ("self_time_ms", "self ms", 8, True), ("share", "share", 6, True),
@@ -29,9 +29,9 @@ def _cell(key: str, value) -> Text:
     if value is None or value == "":
         return Text("")
     if key == "self_time_ms":
-        return Text(f"{value:.2f}", justify="right")
+        return Text(ms(value), justify="right")
     if key == "share":
-        return Text(f"{100 * value:.1f}%", justify="right")
+        return Text(pct(value), justify="right")
     if key == "gflops_per_s":
         return Text(f"{value:.1f}", justify="right")
     if key == "calls":
@@ -154,8 +154,8 @@ class HotOpsPane(TabPane):
 
 def _details(op: dict) -> Text:
     text = Text.assemble((str(op.get("name")), "bold"), "\n")
-    facts = [f"self {op['self_time_ms']:.2f} ms" if op.get("self_time_ms") is not None else None,
-             f"{100 * op['share']:.1f}% of the window" if op.get("share") is not None else None,
+    facts = [f"self {ms(op['self_time_ms'])} ms" if op.get("self_time_ms") is not None else None,
+             f"{pct(op['share'])} of the window" if op.get("share") is not None else None,
              f"{op.get('calls')} calls",
              f"GPU {op['device_time_ms']:.2f} ms" if op.get("device_time_ms") else None,
              f"{op['flops'] / 1e9:.2f} GFLOP at {op['gflops_per_s']:.1f} GFLOP/s" if op.get("gflops_per_s") else None]

@@ -7,9 +7,9 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static, TabPane
 
+from advisor.format import human_bytes, pct
 from advisor.store import memory_timeline
 from advisor.tui.widgets.memory_plot import MemoryPlot
-from advisor.views.summary import human_bytes
 
 
 class MemoryPane(TabPane):
@@ -45,7 +45,7 @@ def _facts(mem: dict) -> Text:
     text = Text.assemble(("Peak RSS ", "bold"), human_bytes(mem.get("peak_rss_bytes")), " of ",
                          human_bytes(mem.get("system_memory_bytes")))
     if mem.get("rss_share_of_system") is not None:
-        text.append(f" ({100 * mem['rss_share_of_system']:.1f}%)")
+        text.append(f" ({pct(mem['rss_share_of_system'])})")
     for gpu in mem.get("gpus") or []:
         text.append(f" · GPU{gpu['gpu']} {human_bytes(gpu['peak_used_bytes'])} of {human_bytes(gpu['total_bytes'])}")
     for device, peak in (mem.get("profiler_peak_bytes") or {}).items():

@@ -7,9 +7,9 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static, TabPane
 
+from advisor.format import PHASE_STYLES, human_bytes, spread
 from advisor.store import FINE_OUTCOMES
 from advisor.tui.widgets.share_bar import Segment, ShareBar
-from advisor.views.summary import PHASE_STYLES, human_bytes
 
 FINDINGS_SHOWN = 5
 
@@ -63,10 +63,10 @@ def _steps(summary: dict) -> Text:
         text.append(": no step boundary was recorded, so there is no step time or breakdown; the ops cover "
                     "the whole run. Call advisor.step() at the end of each step to mark them.")
         return text
-    spread = steps.get("spread")
+    iqr = steps.get("spread")
     text.append("Step ", style="bold")
     text.append(f"{steps['median_ms']:.2f} ms", style="bold")
-    text.append(" median" + (f" (±{100 * spread / 2:.1f}%)" if spread is not None else "")
+    text.append(" median" + (f" ({spread(iqr, 1)})" if iqr is not None else "")
                 + f" of {steps['count']} steps, found by {steps.get('detection')}; mean step:")
     return text
 

@@ -16,16 +16,9 @@ from textual.message import Message
 from textual.widgets import DataTable, Label, ProgressBar, Static, TabPane
 
 from advisor.errors import AdvisorError
+from advisor.format import gain, measured_gain, relative
 from advisor.remeasure import Progress
 from advisor.verdict import is_gain, outcome
-
-
-def _gain(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
-def _relative(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0e}"
 
 
 class RecommendationsPane(TabPane):
@@ -63,14 +56,13 @@ class RecommendationsPane(TabPane):
         for r in self.records:
             measured = r.get("measured") or {}
             speed = measured.get("speedup")
-            spread = f" ±{100 * measured['spread'] / 2:.0f}%" if speed and measured.get("spread") else ""
             error = (measured.get("quality") or {}).get("output_rel_error")
             style = "green" if is_gain(r) else "red" if speed and speed < 0.95 else ""
             table.add_row(Text(r.get("technique", "?")),
-                          Text(_gain((r.get("estimate") or {}).get("speedup")), justify="right"),
-                          Text(_gain(speed) + spread, justify="right", style=style),
-                          Text(_gain(measured.get("projected_speedup")), justify="right"),
-                          _relative(error), Text(outcome(r)))
+                          Text(gain((r.get("estimate") or {}).get("speedup")), justify="right"),
+                          Text(measured_gain(measured), justify="right", style=style),
+                          Text(gain(measured.get("projected_speedup")), justify="right"),
+                          relative(error), Text(outcome(r)))
         details = self.query_one("#technique-details", Static)
         if not self.records:
             details.update(Text(problem or "No technique was asked: the run ended before its trials.", style="yellow"))
@@ -128,8 +120,8 @@ class RecommendationsPane(TabPane):
             self.notify(f"{technique}: {error}", severity="error", timeout=10, markup=False)
             return
         speed = (record.get("measured") or {}).get("speedup")
-        gain = f", {speed:.2f}x" if speed else ""
-        self.notify(f"{technique}: {record.get('status')}{gain}; saved in the run", markup=False)
+        shown = f", {gain(speed)}" if speed else ""
+        self.notify(f"{technique}: {record.get('status')}{shown}; saved in the run", markup=False)
         self.post_message(self.RunChanged())
 
 
@@ -138,16 +130,16 @@ def _details(r: dict) -> Group:
     text = Text.assemble((r.get("technique", "?"), "bold"), f"  {r.get('title', '')}\n")
     text.append(f"{r.get('reason') or ''}\n")
     if estimate:
-        text.append(f"estimate {_gain(estimate.get('speedup'))}: {estimate.get('basis', '')}\n", style="grey70")
+        text.append(f"estimate {gain(estimate.get('speedup'))}: {estimate.get('basis', '')}\n", style="grey70")
         if estimate.get("risk"):
             text.append(f"risk: {estimate['risk']}\n", style="grey70")
     if measured:
         quality = measured.get("quality") or {}
-        text.append(f"measured {_gain(measured.get('speedup'))} (lower quartile {_gain(measured.get('speedup_low'))})"
+        text.append(f"measured {gain(measured.get('speedup'))} (lower quartile {gain(measured.get('speedup_low'))})"
                     f" over {measured.get('pairs')} pairs: {measured.get('baseline_ms', 0):.2f} → "
                     f"{measured.get('variant_ms', 0):.2f} ms; "
-                    f"outputs change {_relative(quality.get('output_rel_error'))}, "
-                    f"gradients {_relative(quality.get('grad_rel_error'))}\n")
+                    f"outputs change {relative(quality.get('output_rel_error'))}, "
+                    f"gradients {relative(quality.get('grad_rel_error'))}\n")
         if r.get("verdict"):
             text.append(f"verdict: {r['verdict']}\n", style="green" if is_gain(r) else "yellow")
     else:

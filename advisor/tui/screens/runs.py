@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static, TabPane
 
 from advisor.errors import RunDirError
+from advisor.format import gain, ms
 from advisor.store import FINE_OUTCOMES, RunEntry, compare_runs, list_runs, load_summary
 
 
@@ -90,18 +91,14 @@ def _outcome(run: RunEntry) -> Text:
     return Text("ok", style="green") if run.outcome in FINE_OUTCOMES else Text(run.outcome, style="yellow")
 
 
-def _ms(*values: float | None) -> list[str]:
-    return [f"{x:.2f}" if x is not None else "-" for x in values]
-
-
 def render_comparison(comparison: dict) -> Group:
     """A comparison (see :func:`advisor.analysis.compare.compare`) as Rich tables."""
     step = comparison["step_ms"]
     names = {key: Path(str(comparison[key]["run_dir"])).name for key in ("a", "b")}
     head = Text.assemble(("A ", "bold"), names["a"], ("  B ", "bold"), names["b"], "\n")
     if step["ratio"] is not None:
-        head.append(f"median step A {step['a']:.2f} ms, B {step['b']:.2f} ms: B/A ", style="")
-        head.append(f"{step['ratio']:.2f}x", style="bold green" if step["ratio"] < 0.95 else
+        head.append(f"median step A {ms(step['a'])} ms, B {ms(step['b'])} ms: B/A ", style="")
+        head.append(gain(step["ratio"]), style="bold green" if step["ratio"] < 0.95 else
                     "bold red" if step["ratio"] > 1.05 else "bold")
     else:
         head.append("no step time to compare (a run recorded no steps)", style="yellow")
@@ -109,14 +106,14 @@ def render_comparison(comparison: dict) -> Group:
     for column in ("phase", "A", "B", "B-A"):
         phases.add_column(column, justify="left" if column == "phase" else "right")
     for phase, v in comparison["breakdown"].items():
-        phases.add_row(phase, *_ms(v["a_ms"], v["b_ms"], v["delta_ms"]))
+        phases.add_row(phase, *map(ms, (v["a_ms"], v["b_ms"], v["delta_ms"])))
     ops = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), title="ops that moved most",
                 title_justify="left")
     ops.add_column("op", no_wrap=True, overflow="ellipsis", max_width=24)
     for column in ("A", "B", "B-A"):
         ops.add_column(column, justify="right")
     for op in comparison["hot_ops"]:
-        ops.add_row(Text(op["name"]), *_ms(op["a_ms"], op["b_ms"], op["delta_ms"]))
+        ops.add_row(Text(op["name"]), *map(ms, (op["a_ms"], op["b_ms"], op["delta_ms"])))
     side_by_side = Table.grid(padding=(0, 3))
     side_by_side.add_row(phases, ops)
     return Group(head, side_by_side)

@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from advisor.views.summary import human_bytes
+from advisor.format import human_bytes
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 _AXIS = 10  # columns of the y-axis labels

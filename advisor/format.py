@@ -1,0 +1,53 @@
+"""How the views (terminal, TUI, markdown report) write numbers: one place, plain strings, no Rich, no torch."""
+
+from __future__ import annotations
+
+#: the colour of each phase of a step, in the terminal and the TUI (the report's plots have their own)
+PHASE_STYLES = {"data": "yellow", "forward": "cyan", "backward": "magenta", "optimizer": "green", "other": "grey50"}
+
+
+def gain(ratio: float | None) -> str:
+    """A speedup: ``1.23x``, or ``-`` when there is none."""
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+def spread(iqr: float, digits: int = 0) -> str:
+    """A relative interquartile range as plus or minus half of it: ``±12%``."""
+    return f"±{100 * iqr / 2:.{digits}f}%"
+
+
+def measured_gain(measured: dict) -> str:
+    """A measured speedup with its spread: ``1.23x ±12%``, ``1.23x`` (no spread) or ``-``."""
+    speed, iqr = measured.get("speedup"), measured.get("spread")
+    return gain(speed) + (f" {spread(iqr)}" if speed and iqr else "")
+
+
+def relative(error: float | None) -> str:
+    """A relative error: ``3e-04``, or ``-``."""
+    return "-" if error is None else f"{error:.0e}"
+
+
+def ms(value: float | None) -> str:
+    """Milliseconds, without the unit: ``12.34``, or ``-``."""
+    return "-" if value is None else f"{value:.2f}"
+
+
+def pct(share: float | None) -> str:
+    """A share as a percentage: ``12.3%``, or ``-``."""
+    return "-" if share is None else f"{100 * share:.1f}%"
+
+
+def human_bytes(n: float | None) -> str:
+    """A size in binary units: ``512 B``, ``1.5 MiB``, or ``-``."""
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def short_source(source: str | None) -> str:
+    """``file.py:12`` without its folders (the JSON and the CSV keep the path)."""
+    return source.replace("\\", "/").rsplit("/", 1)[-1] if source else ""
