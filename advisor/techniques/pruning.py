@@ -6,17 +6,19 @@ Torch-Pruning (``torch_pruning.DependencyGraph``, traced through autograd on the
 each of its groups is a set of layer dimensions that must shrink together. advisor prunes the groups that
 are the *inner* width of one layer: the output units of one Linear (output channels of one Conv2d) that
 reach other Linear (Conv2d) layers through nothing but elementwise or per-channel ops (activations,
-dropout, pooling, BatchNorm). The given fraction of them with the lowest L2 norm of the producer's weights
-(``MagnitudeImportance(p=2, group_reduction="first")``, decided on the unpruned weights) is removed:
-Torch-Pruning slices the producer's rows (filters), the BatchNorms' channels and the consumers' input
-columns (input channels) in place, so parameter names stay the same and the optimizer (rebuilt by name)
-still finds them; frozen weights stay frozen and channels_last weights stay channels_last.
+dropout, pooling, BatchNorm) and, between Linears, reshapes of the dimensions before the units (as
+``F.linear`` makes of 3-D inputs, so a Transformer's feed-forward width qualifies). The given fraction
+of them with the lowest L2 norm of the producer's weights (``MagnitudeImportance(p=2,
+group_reduction="first")``, decided on the unpruned weights) is removed: Torch-Pruning slices the
+producer's rows (filters), the BatchNorms' channels and the consumers' input columns (input channels)
+in place, so parameter names stay the same and the optimizer (rebuilt by name) still finds them;
+frozen weights stay frozen and channels_last weights stay channels_last.
 
 Groups that keep their width:
 
-- those with more than one producer (a residual add joins them), or with a reshape, concatenation,
-  split, slice, LayerNorm or any layer other than a plain ``nn.Linear`` / ``nn.Conv2d`` (groups=1) /
-  ``nn.BatchNorm1d|2d`` in them;
+- those with more than one producer (a residual add joins them), with a Conv2d feeding a Linear
+  (a flatten between them), or with any other reshape, a concatenation, split, slice, LayerNorm or
+  any layer other than a plain ``nn.Linear`` / ``nn.Conv2d`` (groups=1) / ``nn.BatchNorm1d|2d`` in them;
 - those that reach an output of the model, or a value the forward computes but passes to no op that
   keeps its gradient (one that Python reads for control flow, a side result): Torch-Pruning traces from
   the outputs only, so these values are shown to it as outputs;
@@ -81,9 +83,9 @@ def _traced_outputs(model, args: tuple, kwargs: dict) -> list:
 
     with Watch():
         outputs = model(*args, **kwargs)
-    ends = [t for key, t in made.items() if key not in fed]
-    return [t.view_as(t) for t in tree_leaves(outputs) + ends
-            if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+    outputs = [t for t in tree_leaves(outputs) if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+    seen = {id(t) for t in outputs}
+    return [t.view_as(t) for t in outputs + [t for key, t in made.items() if key not in fed and key not in seen]]
 
 
 def _dependency_graph(workload):
@@ -134,26 +136,38 @@ def _entangled(model) -> set[int]:
 
 def _inner(dg, group, entangled: set[int]) -> dict | None:
     """The layers of ``group`` if it is the inner width of one layer, else None: ``{"producer", "consumers",
-    "modules"}``, where the producer is one plain Linear/Conv2d whose output reaches plain Linear/Conv2d
-    consumers through nothing but elementwise ops and BatchNorms."""
+    "modules"}``. The producer is one plain Linear (Conv2d) whose units reach plain layers of its kind, as wide,
+    through nothing but elementwise ops, BatchNorms and, between Linears, reshapes of the dimensions before the
+    units (as ``F.linear`` makes of 3-D inputs)."""
     import torch.nn as nn
     import torch_pruning as tp
 
-    producers, consumers, modules = [], [], {}
+    producers, consumers, modules, reshaped = [], [], {}, set()
     for dep, _ in group:
-        m = dep.target.module
+        m, node = dep.target.module, dep.target
         if type(m) in (nn.Linear, nn.Conv2d) and getattr(m, "groups", 1) == 1:
             (producers if dg.is_out_channel_pruning_fn(dep.handler) else consumers).append(m)
+        elif node.type == tp.ops.OPTYPE.RESHAPE:  # what it got: its last dimension must be the units
+            grad_fn = node.grad_fn
+            sizes = getattr(grad_fn, "_saved_self_sym_sizes", None) or getattr(grad_fn, "_saved_self_sizes", ())
+            reshaped.add(sizes[-1] if sizes else None)
+            continue
         elif type(m) not in (nn.BatchNorm1d, nn.BatchNorm2d):
-            if tp.ops.module2type(m) != tp.ops.OPTYPE.ELEMENTWISE:
-                return None  # an output, reshape, concatenation, split, LayerNorm, parameter, ...
+            if node.type != tp.ops.OPTYPE.ELEMENTWISE:
+                return None  # an output, concatenation, split, slice, LayerNorm, parameter, ...
             continue
         if id(m) in entangled:
             return None
         modules[id(m)] = m
     if len(producers) != 1 or not consumers:
         return None
-    return {"producer": producers[0], "consumers": consumers, "modules": list(modules.values())}
+    producer = producers[0]
+    width = dg.get_out_channels(producer)
+    if any(type(c) is not type(producer) or dg.get_in_channels(c) != width for c in consumers):
+        return None
+    if reshaped and (type(producer) is not nn.Linear or reshaped != {width}):
+        return None
+    return {"producer": producer, "consumers": consumers, "modules": list(modules.values())}
 
 
 def _plan(dg, model, ratio: float) -> list[dict]:
