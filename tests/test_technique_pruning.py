@@ -172,6 +172,48 @@ def test_a_traced_graph_that_is_not_what_runs_is_caught_by_the_forward_check():
     assert pruned.step_function()()[0].shape == (3, 16)
 
 
+
+class BufferAdded(nn.Module):
+    """fc1's output meets a buffer (no gradient: unseen by the autograd trace); fc3 -> fc4 is plain."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3, self.fc4 = nn.Linear(8, 16), nn.Linear(16, 4), nn.Linear(4, 12), nn.Linear(12, 3)
+        self.register_buffer("shift", torch.randn(16))
+
+    def forward(self, x):
+        return self.fc4(torch.relu(self.fc3(self.fc2(self.fc1(x) + self.shift))))
+
+
+def test_transformer_feed_forward_width_is_pruned_in_3d():
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, dropout=0.0, batch_first=True)
+    for training in (True, False):
+        pruned = StructuredPruning(0.5).apply(workload(layer, torch.randn(2, 5, 32), training).clone())
+        m = pruned.model
+        assert (m.linear1.out_features, m.linear2.in_features, m.linear2.out_features) == (32, 32, 32)
+        assert m.self_attn.embed_dim == 32 and pruned.notes["dimensions_pruned"] == 1
+        assert run_steps(pruned)[-1].shape == (2, 5, 32)
+
+
+def test_a_pruned_width_the_trace_cannot_see_is_dropped_alone():
+    pruned = StructuredPruning(0.5).apply(workload(BufferAdded(), torch.randn(3, 8), training=True).clone())
+    m = pruned.model
+    assert (m.fc1.out_features, m.fc2.in_features) == (16, 16)  # fc1 + buffer: pruning it fails the check
+    assert (m.fc2.out_features, m.fc3.out_features, m.fc4.in_features) == (2, 6, 6)
+    assert pruned.notes["dimensions_pruned"] == 2 and run_steps(pruned)[-1].shape == (3, 3)
+
+
+def test_structured_keeps_frozen_weights_frozen_and_channels_last():
+    torch.manual_seed(0)
+    model = conv_chain().to(memory_format=torch.channels_last)
+    model[0].weight.requires_grad_(False)
+    x = torch.randn(2, 3, 16, 16).to(memory_format=torch.channels_last)
+    m = StructuredPruning(0.5).apply(workload(model, x, training=True).clone()).model
+    assert m[0].out_channels == 8 and not m[0].weight.requires_grad and m[3].weight.requires_grad
+    for conv in (m[0], m[3]):
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+
 def test_unstructured_zeroes_half_and_keeps_shapes():
     torch.manual_seed(0)
     for model, x in ((mlp(), torch.randn(8, 32)), (conv_chain(), torch.randn(2, 3, 16, 16))):

@@ -1,27 +1,32 @@
 """Pruning: structured (whole hidden units / channels removed, so dense kernels do less work) and
 unstructured (half of every weight matrix zeroed, which dense kernels do not notice).
 
-Structured pruning (``prune_structured_25``, ``prune_structured_50``) removes the given fraction of
-the *inner* units of a layer pair: the output units of a Linear (or output channels of a Conv2d) whose
-result reaches exactly one other Linear (Conv2d) through nothing but elementwise or per-channel ops
-(activations, dropout, scalar arithmetic, BatchNorm, and for convolutions pooling). The units with
-the lowest L2 norm of their weights are removed: the producer loses rows (filters), BatchNorms in
-between lose channels, the consumer loses the matching input columns (input channels). The layers
-are rebuilt smaller and put back under the same attribute names, so parameter names stay the same
-and the optimizer (rebuilt by name) still finds them.
+Structured pruning (``prune_structured_25``, ``prune_structured_50``) builds on the dependency graph of
+Torch-Pruning (``torch_pruning.DependencyGraph``, traced through autograd on the captured call's inputs):
+each of its groups is a set of layer dimensions that must shrink together. advisor prunes the groups that
+are the *inner* width of one layer: the output units of one Linear (output channels of one Conv2d) that
+reach other Linear (Conv2d) layers through nothing but elementwise or per-channel ops (activations,
+dropout, pooling, BatchNorm) and, between Linears, reshapes of the dimensions before the units (as
+``F.linear`` makes of 3-D inputs, so a Transformer's feed-forward width qualifies). The given fraction
+of them with the lowest L2 norm of the producer's weights (``MagnitudeImportance(p=2,
+group_reduction="first")``, decided on the unpruned weights) is removed: Torch-Pruning slices the
+producer's rows (filters), the BatchNorms' channels and the consumers' input columns (input channels)
+in place, so parameter names stay the same and the optimizer (rebuilt by name) still finds them;
+frozen weights stay frozen and channels_last weights stay channels_last.
 
-Which pairs are safe is proven on the model copy, not guessed:
+Groups that keep their width:
 
-- the data flow comes from ``torch.fx`` symbolic tracing (of the whole model, or else of the largest
-  sub-modules that trace); a producer qualifies only when its output has a single user at every
-  link of the chain up to the consumer, so residual adds, concatenations, reshapes, LayerNorms,
-  outputs of the model and anything else the walk does not know keep their width;
-- producer, consumer and BatchNorms must be plain ``nn.Linear`` / ``nn.Conv2d`` (groups=1) /
-  ``nn.BatchNorm1d|2d``, called once in the traced graph, registered once in the model, with no
-  hooks and no weights shared with other modules;
-- once pruned, the copy runs one forward on the captured inputs: the outputs must keep their number
-  and shapes (this catches a traced graph that differs from what really runs); should it fail, the
-  pairs are tried one at a time and only those that pass are kept.
+- those with more than one producer (a residual add joins them), with a Conv2d feeding a Linear
+  (a flatten between them), or with any other reshape, a concatenation, split, slice, LayerNorm or
+  any layer other than a plain ``nn.Linear`` / ``nn.Conv2d`` (groups=1) / ``nn.BatchNorm1d|2d`` in them;
+- those that reach an output of the model, or a value the forward computes but passes to no op that
+  keeps its gradient (one that Python reads for control flow, a side result): Torch-Pruning traces from
+  the outputs only, so these values are shown to it as outputs;
+- those with a layer registered twice in the model, with hooks, or sharing weights with another module.
+
+Once pruned, the copy runs one forward on the captured inputs: the outputs must keep their number and
+shapes (this catches what the trace cannot see: a branch it did not take, a buffer combined with a
+pruned value); should it fail, the groups are tried one at a time and only those that pass are kept.
 
 ``applies_to`` sees only the run's summary, not the model, so it decides from the time spent in
 Linear/conv ops (``aten::addmm``/``mm``/``convolution``); whether anything can be pruned safely is
@@ -40,7 +45,7 @@ not stay zero after the first optimizer step (no mask is kept: a mask would rena
 
 from __future__ import annotations
 
-import operator
+import copy
 
 from advisor.hookspecs import hookimpl
 from advisor.technique import Context, Estimate, Technique, Verdict, amdahl
@@ -48,224 +53,183 @@ from advisor.technique import Context, Estimate, Technique, Verdict, amdahl
 #: hot ops that Linear and Conv2d layers run (forward and backward)
 LAYER_OPS = ("addmm", "aten::mm", "aten::linear", "conv")
 RISK = "accuracy: the pruned model needs fine-tuning; output deviation measured below"
-#: when the forward of the fully pruned copy fails, at most this many pairs are retried one by one
+#: when the forward of the fully pruned copy fails, at most this many groups are retried one by one
 _MAX_RETRIES = 64
 
 
 # -------------------------------------------------------------------------------------------------
-# Finding the prunable inner dimensions
+# Structured pruning on Torch-Pruning's dependency graph
 # -------------------------------------------------------------------------------------------------
 
-def _op_tables():
-    """(elementwise modules, functions, methods) for Linear chains, and the extra ones for conv chains."""
+def _traced_outputs(model, args: tuple, kwargs: dict) -> list:
+    """The model's outputs and every value its forward computes with a gradient but passes to no op that
+    keeps one (a value read by Python, a side result), each behind a fresh autograd node: Torch-Pruning
+    traces from these and treats them all as outputs, whose widths stay."""
     import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._pytree import tree_leaves
 
-    modules = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-               nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Softsign,
-               nn.Tanhshrink, nn.LogSigmoid, nn.Identity, nn.Dropout, nn.AlphaDropout)
-    functions = {F.relu, F.relu_, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish,
-                 F.hardtanh, F.hardswish, F.hardsigmoid, F.softplus, F.softsign, F.logsigmoid, F.sigmoid,
-                 F.tanh, F.dropout, F.alpha_dropout, torch.relu, torch.relu_, torch.sigmoid, torch.tanh,
-                 torch.clamp, torch.clip}
-    methods = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clamp_min",
-               "clamp_min_", "clip", "contiguous"}
-    conv_modules = (nn.Dropout2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
-    conv_functions = {F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.dropout2d}
-    return modules, functions, methods, conv_modules, conv_functions
+    made: dict[int, object] = {}
+    fed: dict[int, object] = {}  # tensors kept alive, so that their ids are not reused
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            results = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+            if results:
+                fed.update((id(t), t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor))
+                made.update((id(t), t) for t in results)
+            return out
+
+    with Watch():
+        outputs = model(*args, **kwargs)
+    outputs = [t for t in tree_leaves(outputs) if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+    seen = {id(t) for t in outputs}
+    return [t.view_as(t) for t in outputs + [t for key, t in made.items() if key not in fed and key not in seen]]
 
 
-_SCALAR_OPS = {operator.mul, operator.truediv, operator.add, operator.sub}
-
-
-def _graphs(module, prefix: str = ""):
-    """(path prefix, fx graph) for the model, or for its largest sub-modules that can be traced."""
+def _dependency_graph(workload):
+    """Torch-Pruning's dependency graph of ``workload.model``, traced on the first captured call's inputs
+    (with gradients on, in eval mode); the model's train/eval modes and ``requires_grad`` flags are kept."""
     import warnings
 
-    import torch.fx
+    import torch
+    import torch_pruning as tp
 
+    model = workload.model
+    modes = {m: m.training for m in model.modules()}
+    flags = {p: p.requires_grad for p in model.parameters()}
+    devices = sorted({p.device.index for p in flags if p.is_cuda})
     try:
-        with warnings.catch_warnings():
+        with torch.random.fork_rng(devices=devices), torch.enable_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            graph = torch.fx.symbolic_trace(module).graph
-    except Exception:  # untraceable forward (data-dependent control flow, **kwargs, ...): look inside
-        for name, child in module.named_children():
-            yield from _graphs(child, f"{prefix}{name}.")
-        return
-    yield prefix, graph
+            torch.set_rng_state(workload.rng_state)
+            for p in flags:
+                p.requires_grad_(True)
+            return tp.DependencyGraph().build_dependency(
+                model, example_inputs=workload.args, verbose=False,
+                forward_fn=lambda m, args: _traced_outputs(m, args, workload.kwargs))
+    finally:
+        for m, training in modes.items():
+            m.training = training
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
 
 
-def _only_input(node, value) -> bool:
-    """``node`` uses ``value`` exactly once and no other graph value (constants are fine)."""
-    import torch.fx
-
-    seen = []
-    torch.fx.node.map_arg((node.args, node.kwargs), seen.append)
-    return seen == [value]
-
-
-def _find_pairs(model) -> list[dict]:
-    """Inner dimensions that can be pruned: ``{"producer", "consumer", "norms", "width", "kind"}``."""
-    import torch.nn as nn
-
-    modules, functions, methods, conv_modules, conv_functions = _op_tables()
+def _entangled(model) -> set[int]:
+    """ids of the modules registered more than once, with hooks, or sharing a parameter with another module."""
     registered: dict[int, int] = {}
+    owners: dict[int, int] = {}
     for _, m in model.named_modules(remove_duplicate=False):
         registered[id(m)] = registered.get(id(m), 0) + 1
-    param_uses: dict[int, int] = {}
-    for _, m in model.named_modules(remove_duplicate=False):
         for p in m._parameters.values():
             if p is not None:
-                param_uses[id(p)] = param_uses.get(id(p), 0) + 1
+                owners[id(p)] = owners.get(id(p), 0) + 1
+    out = set()
+    for m in model.modules():
+        hooks = (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, getattr(m, "_backward_pre_hooks", {}))
+        shared = any(owners[id(p)] > 1 for p in m._parameters.values() if p is not None)
+        if registered[id(m)] > 1 or any(hooks) or shared:
+            out.add(id(m))
+    return out
 
-    def plain(m) -> bool:
-        hooks = (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks,
-                 getattr(m, "_backward_pre_hooks", {}))
-        return (registered.get(id(m)) == 1 and not any(hooks)
-                and all(param_uses.get(id(p)) == 1 for p in m._parameters.values() if p is not None))
 
-    def layer_kind(m) -> str | None:
-        if type(m) is nn.Linear:
-            return "linear"
-        if type(m) is nn.Conv2d and m.groups == 1:
-            return "conv"
+def _inner(dg, group, entangled: set[int]) -> dict | None:
+    """The layers of ``group`` if it is the inner width of one layer, else None: ``{"producer", "consumers",
+    "modules"}``. The producer is one plain Linear (Conv2d) whose units reach plain layers of its kind, as wide,
+    through nothing but elementwise ops, BatchNorms and, between Linears, reshapes of the dimensions before the
+    units (as ``F.linear`` makes of 3-D inputs)."""
+    import torch.nn as nn
+    import torch_pruning as tp
+
+    producers, consumers, modules, reshaped = [], [], {}, set()
+    for dep, _ in group:
+        m, node = dep.target.module, dep.target
+        if type(m) in (nn.Linear, nn.Conv2d) and getattr(m, "groups", 1) == 1:
+            (producers if dg.is_out_channel_pruning_fn(dep.handler) else consumers).append(m)
+        elif node.type == tp.ops.OPTYPE.RESHAPE:  # what it got: its last dimension must be the units
+            grad_fn = node.grad_fn
+            sizes = getattr(grad_fn, "_saved_self_sym_sizes", None) or getattr(grad_fn, "_saved_self_sizes", ())
+            reshaped.add(sizes[-1] if sizes else None)
+            continue
+        elif type(m) not in (nn.BatchNorm1d, nn.BatchNorm2d):
+            if node.type != tp.ops.OPTYPE.ELEMENTWISE:
+                return None  # an output, concatenation, split, slice, LayerNorm, parameter, ...
+            continue
+        if id(m) in entangled:
+            return None
+        modules[id(m)] = m
+    if len(producers) != 1 or not consumers:
         return None
-
-    pairs = []
-    for prefix, graph in _graphs(model):
-        calls: dict[str, int] = {}
-        touched: set[str] = set()
-        for node in graph.nodes:
-            if node.op == "call_module":
-                calls[node.target] = calls.get(node.target, 0) + 1
-            elif node.op == "get_attr":  # a module's weights read directly: leave that module alone
-                touched.add(node.target.rsplit(".", 1)[0])
-
-        def usable(target: str) -> bool:
-            return calls.get(target) == 1 and target not in touched
-
-        def module_of(node):
-            return model.get_submodule(prefix + node.target) if node.op == "call_module" else None
-
-        for node in graph.nodes:
-            producer = module_of(node)
-            kind = layer_kind(producer) if producer is not None else None
-            if kind is None or not usable(node.target) or not plain(producer):
-                continue
-            width = producer.out_features if kind == "linear" else producer.out_channels
-            norm_type = nn.BatchNorm1d if kind == "linear" else nn.BatchNorm2d
-            ok_modules = modules + (conv_modules if kind == "conv" else ())
-            ok_functions = functions | (conv_functions if kind == "conv" else set())
-            current, norms, consumer = node, [], None
-            while True:
-                users = list(current.users)
-                if len(users) != 1 or not _only_input(users[0], current):
-                    break
-                user = users[0]
-                m = module_of(user)
-                if m is not None:
-                    if not usable(user.target) or not plain(m):
-                        break
-                    if layer_kind(m) == kind and (m.in_features if kind == "linear" else m.in_channels) == width:
-                        consumer = prefix + user.target
-                        break
-                    if type(m) is norm_type and m.num_features == width:
-                        norms.append(prefix + user.target)
-                    elif not (isinstance(m, ok_modules) and type(m).__module__.startswith("torch.nn")):
-                        break
-                elif user.op == "call_function":
-                    if user.target not in ok_functions and not (
-                            user.target in _SCALAR_OPS and len(user.args) == 2 and not user.kwargs
-                            and all(isinstance(a, (int, float)) for a in user.args if a is not current)):
-                        break
-                elif user.op == "call_method":
-                    if user.target not in methods or user.args[0] is not current:
-                        break
-                else:  # output, placeholder, ...
-                    break
-                current = user
-            if consumer is not None:
-                pairs.append({"producer": prefix + node.target, "consumer": consumer, "norms": norms,
-                              "width": width, "kind": kind})
-    return pairs
-
-
-# -------------------------------------------------------------------------------------------------
-# Rebuilding layers
-# -------------------------------------------------------------------------------------------------
-
-def _keep_indices(weight, ratio: float):
-    """Indices of the output units (rows / filters) to keep: all but the ``ratio`` with the lowest L2 norm."""
-    import torch
-
-    width = weight.shape[0]
-    keep = width - int(ratio * width)
-    if keep >= width or keep < 1:
+    producer = producers[0]
+    width = dg.get_out_channels(producer)
+    if any(type(c) is not type(producer) or dg.get_in_channels(c) != width for c in consumers):
         return None
-    norms = weight.detach().reshape(width, -1).float().norm(dim=1)
-    return torch.sort(torch.topk(norms, keep).indices).values
+    if reshaped and (type(producer) is not nn.Linear or reshaped != {width}):
+        return None
+    return {"producer": producer, "consumers": consumers, "modules": list(modules.values())}
 
 
-def _rebuilt(old, out_idx, in_idx):
-    """A smaller copy of a Linear / Conv2d / BatchNorm keeping the ``out_idx`` outputs and ``in_idx`` inputs."""
+def _plan(dg, model, ratio: float) -> list[dict]:
+    """The groups to prune, each with the output units of its producer to remove (the ``ratio`` with the
+    lowest L2 norm), decided on the unpruned weights."""
     import torch
     import torch.nn as nn
+    import torch_pruning as tp
 
-    w = None if isinstance(old, nn.modules.batchnorm._BatchNorm) else old.weight
-    like = next((t for t in (w, old.weight, getattr(old, "running_mean", None), old.bias) if t is not None), None)
-    factory = {"device": like.device, "dtype": like.dtype} if like is not None else {}
-    if isinstance(old, nn.modules.batchnorm._BatchNorm):
-        new = type(old)(len(out_idx), eps=old.eps, momentum=old.momentum, affine=old.affine,
-                        track_running_stats=old.track_running_stats, **factory)
-        with torch.no_grad():
-            for name in ("weight", "bias", "running_mean", "running_var"):
-                if getattr(old, name, None) is not None:
-                    getattr(new, name).copy_(getattr(old, name)[out_idx])
-            if old.num_batches_tracked is not None:
-                new.num_batches_tracked.copy_(old.num_batches_tracked)
-    else:
-        out_idx = out_idx if out_idx is not None else torch.arange(w.shape[0], device=w.device)
-        in_idx = in_idx if in_idx is not None else torch.arange(w.shape[1], device=w.device)
-        if isinstance(old, nn.Linear):
-            new = nn.Linear(len(in_idx), len(out_idx), bias=old.bias is not None, **factory)
-        else:
-            new = nn.Conv2d(len(in_idx), len(out_idx), old.kernel_size, stride=old.stride, padding=old.padding,
-                            dilation=old.dilation, groups=1, bias=old.bias is not None,
-                            padding_mode=old.padding_mode, **factory)
-        with torch.no_grad():
-            new.weight.copy_(w[out_idx][:, in_idx])
-            if old.bias is not None:
-                new.bias.copy_(old.bias[out_idx])
-        if w.dim() == 4 and w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous():
-            new = new.to(memory_format=torch.channels_last)
-    for name, p in new.named_parameters(recurse=False):
-        p.requires_grad_(getattr(old, name).requires_grad)
-    new.train(old.training)
-    return new
-
-
-def _replace(model, path: str, module) -> None:
-    parent, _, name = path.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, name, module)
-
-
-def _plan(lookup, pairs: list[dict], ratio: float) -> dict[str, dict]:
-    """path -> {"out": kept output indices or None, "in": kept input indices or None}, decided on the
-    original weights (``lookup(path)`` gives the original module)."""
-    plan: dict[str, dict] = {}
-    for pair in pairs:
-        keep = _keep_indices(lookup(pair["producer"]).weight, ratio)
-        if keep is None:
+    importance = tp.importance.MagnitudeImportance(p=2, group_reduction="first", normalizer=None)
+    entangled = _entangled(model)
+    plan = []
+    for group in dg.get_all_groups(root_module_types=(nn.Linear, nn.Conv2d)):
+        inner = _inner(dg, group, entangled)
+        if inner is None:
             continue
-        plan.setdefault(pair["producer"], {"out": None, "in": None})["out"] = keep
-        plan.setdefault(pair["consumer"], {"out": None, "in": None})["in"] = keep
-        for norm in pair["norms"]:
-            plan[norm] = {"out": keep, "in": None}
-    return plan
+        width = dg.get_out_channels(inner["producer"])
+        drop = int(ratio * width)
+        if drop < 1 or drop >= width:
+            continue
+        scores = importance(group)
+        inner.update(handler=group[0].dep.handler, width=width,
+                     idxs=sorted(torch.argsort(scores, stable=True)[:drop].tolist()))
+        plan.append(inner)
+    order = {id(m): i for i, m in enumerate(model.modules())}
+    return sorted(plan, key=lambda item: order[id(item["producer"])])
 
 
-def _outputs_shapes(workload):
+def _as_before(module, original) -> None:
+    """The pruned module's parameters as the original's were: trained or frozen, channels_last or not."""
+    import torch
+
+    for name, old in original._parameters.items():
+        new = module._parameters.get(name)
+        if old is None or new is None:
+            continue
+        if old.dim() == 4 and old.is_contiguous(memory_format=torch.channels_last) and not old.is_contiguous():
+            new.data = new.data.contiguous(memory_format=torch.channels_last)
+        new.requires_grad_(old.requires_grad)
+
+
+def _prune_together(dg, items: list[dict], check) -> bool:
+    """Prune the planned groups ``items``; when ``check()`` then fails (or raises), put their layers back as
+    they were and return False."""
+    modules = {id(m): m for item in items for m in item["modules"]}
+    before = {key: copy.deepcopy(m) for key, m in modules.items()}
+    try:
+        for item in items:
+            dg.get_pruning_group(item["producer"], item["handler"], item["idxs"]).prune(record_history=False)
+        for key, m in modules.items():
+            _as_before(m, before[key])
+        if check():
+            return True
+    except Exception:
+        pass
+    for key, m in modules.items():
+        vars(m).update(vars(before[key]))
+    return False
+
+
+def _outputs_shapes(workload) -> list[tuple]:
+    """The shapes of the model's outputs on the first captured call (buffers such as BatchNorm statistics kept)."""
     import torch
     from torch.utils._pytree import tree_flatten
 
@@ -284,46 +248,45 @@ def _outputs_shapes(workload):
     return [tuple(x.shape) for x in tree_flatten(outputs)[0] if isinstance(x, torch.Tensor)]
 
 
+def _detail(model, kept: list[dict]) -> str:
+    """One line on the pruned groups: their widths and the first few producer -> consumer(s)."""
+    names = {id(m): name for name, m in model.named_modules()}
+    widths = ", ".join(f"{a}->{b}" for a, b in sorted({(p["width"], p["width"] - len(p["idxs"])) for p in kept}))
+    links = ", ".join(f"{names[id(p['producer'])]}->" + "+".join(names[id(c)] for c in p["consumers"])
+                      for p in kept[:4])
+    return (f"{len(kept)} inner dimension(s) of {type(model).__name__} pruned ({widths}): {links}"
+            + (", ..." if len(kept) > 4 else ""))
+
+
 def prune_structured(workload, ratio: float):
-    """Remove the ``ratio`` lowest-L2-norm inner units of every safely prunable layer pair of ``workload.model``."""
+    """Remove the ``ratio`` lowest-L2-norm units of the inner width of every prunable layer of ``workload.model``
+    (see the module's docstring for which are)."""
     model = workload.model
+    kind = type(model).__name__
     before = sum(p.numel() for p in model.parameters())
-    pairs = _find_pairs(model)
-    plan = _plan(model.get_submodule, pairs, ratio)
+    try:
+        dg = _dependency_graph(workload)
+    except Exception as exc:
+        raise ValueError(f"nothing could be pruned safely in {kind}: Torch-Pruning could not trace it "
+                         f"({type(exc).__name__}: {exc})") from exc
+    plan = _plan(dg, model, ratio)
     if not plan:
-        raise ValueError(f"nothing could be pruned safely in {type(model).__name__}")
-    originals = {path: model.get_submodule(path) for path in plan}
+        raise ValueError(f"nothing could be pruned safely in {kind}")
     expected = _outputs_shapes(workload)
 
-    def install(plan_now: dict) -> bool:
-        for path, old in originals.items():
-            _replace(model, path, old)
-        for path, p in plan_now.items():
-            _replace(model, path, _rebuilt(originals[path], p["out"], p["in"]))
-        try:
-            return _outputs_shapes(workload) == expected
-        except Exception:
-            return False
+    def check() -> bool:
+        return _outputs_shapes(workload) == expected
 
-    kept = [p for p in pairs if plan.get(p["producer"], {}).get("out") is not None]
-    if not install(plan):
-        accepted: list[dict] = []
-        for pair in kept[:_MAX_RETRIES]:
-            if install(_plan(originals.get, accepted + [pair], ratio)):
-                accepted.append(pair)
-        if not accepted or not install(_plan(originals.get, accepted, ratio)):
-            install({})
-            raise ValueError(f"nothing could be pruned safely in {type(model).__name__}: "
-                             "the pruned forward changed the outputs' shapes or failed")
-        kept = accepted
-    after = sum(p.numel() for p in model.parameters())
-    widths = sorted({(p["width"], p["width"] - int(ratio * p["width"])) for p in kept})
+    if _prune_together(dg, plan, check):
+        kept = plan
+    else:  # one group at a time, each on top of those kept
+        kept = [item for item in plan[:_MAX_RETRIES] if _prune_together(dg, [item], check)]
+    if not kept:
+        raise ValueError(f"nothing could be pruned safely in {kind}: "
+                         "the pruned forward changed the outputs' shapes or failed")
     notes = dict(getattr(workload, "notes", None) or {})
-    notes.update(parameters_removed=before - after, parameters_before=before, dimensions_pruned=len(kept),
-                 detail=f"{len(kept)} inner dimension(s) of {type(model).__name__} pruned ("
-                        + ", ".join(f"{a}->{b}" for a, b in widths) + "): "
-                        + ", ".join(f"{p['producer']}->{p['consumer']}" for p in kept[:4])
-                        + (", ..." if len(kept) > 4 else ""))
+    notes.update(parameters_removed=before - sum(p.numel() for p in model.parameters()), parameters_before=before,
+                 dimensions_pruned=len(kept), detail=_detail(model, kept))
     workload.notes = notes
     return workload
 
@@ -379,7 +342,8 @@ class StructuredPruning(Technique):
             speedup=round(amdahl(share, local), 3),
             basis=f"an upper bound: {share:.0%} of the step in Linear/conv ops (addmm/mm/convolution), each at "
                   f"most {local:g}x faster with {self.ratio:.0%} fewer inner units; layers feeding a residual "
-                  "add, a reshape or the output keep their width, and small matmuls are bound by per-op "
+                  "add, a reshape or the output keep their width (Torch-Pruning's dependency graph of the "
+                  "model copy tells which can shrink), and small matmuls are bound by per-op "
                   "overhead rather than arithmetic. Parameters removed: counted on the model copy when "
                   f"applied (workload notes)" + (f", of {params:,} in the model" if params else ""),
             risk=RISK)
@@ -416,20 +380,21 @@ class UnstructuredPruning(Technique):
         return prune_unstructured(workload, self.amount)
 
 
-_STRUCTURED_SNIPPET = """import torch.nn.utils.prune as prune
+_STRUCTURED_SNIPPET = """import torch_pruning as tp   # pip install torch-pruning
 
-# Zero the RATIO of output units (Linear rows / Conv2d filters) with the lowest L2 norm, in the
-# inner layers whose output feeds only the next layer (not the last layer, not into a residual add):
-for layer in (model.block.fc1, model.features.conv1):
-    prune.ln_structured(layer, name="weight", amount=RATIO, n=2, dim=0)
-    prune.remove(layer, "weight")
-# Zeroed rows are still multiplied: the speed comes only from physically removing them (a smaller
-# layer, and the matching inputs of the next layer and channels of BatchNorms in between), e.g. with
-# the torch-pruning library:
-#   import torch_pruning as tp
-#   pruner = tp.pruner.MagnitudePruner(model, example_inputs, importance=tp.importance.MagnitudeImportance(p=2),
-#                                      pruning_ratio=RATIO, ignored_layers=[model.classifier])
-#   pruner.step()
+# One batch of your inputs traces the model: Torch-Pruning's dependency graph then knows which
+# Linear/Conv2d/BatchNorm dimensions must shrink together.
+example_inputs = next(iter(train_loader))[0]
+pruner = tp.pruner.BasePruner(
+    model, example_inputs,
+    importance=tp.importance.MagnitudeImportance(p=2, group_reduction="first", normalizer=None),  # L2 norm
+    pruning_ratio=RATIO,   # of the output units / channels of each group
+    # The output layer keeps its width. As advisor measured it, so does the residual stream: name the
+    # layers that feed a residual add (the stem, each block's last layer) or leave them out to prune it too.
+    ignored_layers=[model.classifier, model.stem, *(block.conv2 for block in model.blocks)],
+)
+pruner.step()   # removes the units: the layers get smaller (torch.nn.utils.prune.ln_structured only zeroes them)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)   # built after pruning: the parameters are new
 # then fine-tune to recover accuracy."""
 
 _UNSTRUCTURED_SNIPPET = """import torch.nn as nn
