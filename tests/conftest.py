@@ -55,10 +55,8 @@ def bf16_missing() -> str | None:
     torch's CPU capability and oneDNN's own check (not advisor's code)."""
     import torch
 
-    flags: set[str] = set()
-    if os.path.exists("/proc/cpuinfo"):
-        flags = next((set(line.split(":", 1)[1].split()) for line in open("/proc/cpuinfo")
-                      if line.startswith("flags")), set())
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if os.path.exists("/proc/cpuinfo") else []
+    flags = next((set(line.split(":", 1)[1].split()) for line in cpuinfo if line.startswith("flags")), set())
     if not flags & {"avx512_bf16", "amx_bf16"}:
         return "the CPU has no avx512_bf16 or amx_bf16"
     capability = torch.backends.cpu.get_cpu_capability()
