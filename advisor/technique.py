@@ -68,9 +68,13 @@ class Context:
 
     :param summary: the run's summary (the same dict as ``advisor profile --json``).
     :param workload: the captured workload's description (``workload.json``).
-    :param hardware: ``cpu_flags`` (set of str), ``cuda`` (bool), ``gpus`` (list of dicts with
-        ``name``, ``compute_capability``, ``total_memory``), ``device`` ("cpu" or "cuda"),
-        ``cpu_cores`` (the cores this process may run on), ``torch_threads`` (torch's intra-op threads).
+    :param hardware: ``cpu_flags`` (set of str: what the CPU has), ``cpu_capability`` (torch's, e.g.
+        "AVX2", "AVX512"), ``onednn_max_cpu_isa`` (``ONEDNN_MAX_CPU_ISA`` or None), ``cpu_bf16``
+        ("amx_bf16", "avx512_bf16" or None: the bf16 instructions torch will use, only where the CPU has
+        them, torch's capability is AVX-512 and ``ONEDNN_MAX_CPU_ISA`` does not cap oneDNN below them),
+        ``cuda`` (bool), ``gpus`` (list of dicts with ``name``, ``compute_capability``, ``total_memory``),
+        ``device`` ("cpu" or "cuda"), ``cpu_cores`` (the cores this process may run on), ``torch_threads``
+        (torch's intra-op threads).
     """
 
     summary: dict

@@ -347,8 +347,8 @@ def pairs_worth_measuring(records: list[dict], techniques: dict[str, Technique],
 
 
 def hardware(workload: Workload | None) -> dict:
-    """What the techniques may know of the machine: CPU flags, cores and torch threads, GPUs, and where
-    the model runs."""
+    """What the techniques may know of the machine: CPU flags, torch's CPU capability and the bf16 instructions
+    torch will use, cores and torch threads, GPUs, and where the model runs."""
     flags: set[str] = set()
     try:
         with open("/proc/cpuinfo") as f:
@@ -358,6 +358,21 @@ def hardware(workload: Workload | None) -> dict:
                     break
     except OSError:
         pass
+    # bf16 instructions count only where torch uses them: its own kernels dispatch at AVX-512 (torch's capability,
+    # which ATEN_CPU_CAPABILITY can lower), and oneDNN, which runs convolutions and matmuls, is not capped below them
+    # by ONEDNN_MAX_CPU_ISA (oneDNN's ISA names: AVX2, AVX512_CORE, AVX512_CORE_BF16, AVX512_CORE_AMX, ...)
+    capability = torch.backends.cpu.get_cpu_capability()
+    isa_cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or "").upper() or None
+
+    def onednn_allows(*names: str) -> bool:
+        return isa_cap in (None, "ALL") or any(name in isa_cap for name in names)
+
+    cpu_bf16 = None
+    if capability.startswith("AVX512"):
+        if "amx_bf16" in flags and onednn_allows("AMX"):
+            cpu_bf16 = "amx_bf16"
+        elif "avx512_bf16" in flags and onednn_allows("BF16", "FP16", "AMX", "AVX10"):
+            cpu_bf16 = "avx512_bf16"
     gpus = []
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
@@ -365,7 +380,8 @@ def hardware(workload: Workload | None) -> dict:
             gpus.append({"name": p.name, "compute_capability": f"{p.major}.{p.minor}", "total_memory": p.total_memory})
     on_cuda = workload is not None and any(p.is_cuda for p in workload.model.parameters())
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return {"cpu_flags": flags, "cuda": bool(gpus), "gpus": gpus, "device": "cuda" if on_cuda else "cpu",
+    return {"cpu_flags": flags, "cpu_capability": capability, "onednn_max_cpu_isa": isa_cap, "cpu_bf16": cpu_bf16,
+            "cuda": bool(gpus), "gpus": gpus, "device": "cuda" if on_cuda else "cpu",
             "cpu_cores": cores, "torch_threads": torch.get_num_threads()}
 
 

@@ -1,7 +1,11 @@
+import functools
+import getpass
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +26,83 @@ def profile_json(*args, tmp_path: Path, cwd=None, env=None) -> tuple[subprocess.
     proc = run_advisor("profile", "--out", out, "--json", *args, cwd=cwd, env=env)
     assert proc.stdout.strip(), f"no JSON on stdout; stderr:\n{proc.stderr}"
     return proc, json.loads(proc.stdout)
+
+
+# -- what this machine has: the tests derive their expectations from it -----------------------------------
+
+#: the cores this process, and every script it starts, may run on
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def own_inductor_cache(capability: str) -> str:
+    """An Inductor cache for runs at ``ATEN_CPU_CAPABILITY=capability``: Inductor's FX graph cache does not key
+    on the vector ISA that setting picks (torch 2.13), so a graph cached at one capability and loaded at another
+    computes wrong results or crashes, in this run or in a later one sharing the default cache."""
+    return os.path.join(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}_{capability.lower()}")
+
+
+if os.environ.get("ATEN_CPU_CAPABILITY"):
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", own_inductor_cache(os.environ["ATEN_CPU_CAPABILITY"]))
+
+#: torch on this machine as on a CPU with AVX2 and no AVX-512: torch's own kernels and oneDNN's both capped at AVX2
+AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+             "TORCHINDUCTOR_CACHE_DIR": own_inductor_cache("avx2")}
+
+
+@functools.cache
+def bf16_missing() -> str | None:
+    """Why torch here has no bf16 instructions to run bf16 with, or None when it has them: the CPU's flags,
+    torch's CPU capability and oneDNN's own check (not advisor's code)."""
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if os.path.exists("/proc/cpuinfo") else []
+    flags = next((set(line.split(":", 1)[1].split()) for line in cpuinfo if line.startswith("flags")), set())
+    if not flags & {"avx512_bf16", "amx_bf16"}:
+        return "the CPU has no avx512_bf16 or amx_bf16"
+    capability = torch.backends.cpu.get_cpu_capability()
+    if not capability.startswith("AVX512"):
+        return f"torch's CPU capability is {capability}"
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return f"oneDNN has no bf16 here (ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA')})"
+    return None
+
+
+@functools.cache
+def nvidia_gpu() -> bool:
+    """True when an NVIDIA driver answers with at least one GPU, through NVML or else nvidia-smi."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return pynvml.nvmlDeviceGetCount() > 0
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no driver, no library: ask nvidia-smi
+        pass
+    if shutil.which("nvidia-smi") is None:
+        return False
+    proc = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
+    return proc.returncode == 0 and "GPU " in proc.stdout
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler Inductor would build CPU kernels with ($CXX, else c++, g++, clang++), or None."""
+    return next(filter(None, (shutil.which(c) for c in (os.environ.get("CXX"), "c++", "g++", "clang++") if c)), None)
+
+
+@pytest.fixture(scope="session")
+def conv_op() -> str:
+    """The op torch here runs the first convolution of scripts/tiny_cnn_train.py with (the innermost conv op
+    under ``aten::convolution``): ``aten::mkldnn_convolution`` where oneDNN takes it, else another backend's."""
+    import torch
+
+    conv, x = torch.nn.Conv2d(3, 16, 3, padding=1), torch.randn(8, 3, 32, 32)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        conv(x)
+    names = {e.name for e in prof.events() if "conv" in e.name and not any("conv" in c.name for c in e.cpu_children)}
+    assert len(names) == 1, names
+    return names.pop()
 
 
 @pytest.fixture

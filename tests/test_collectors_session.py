@@ -15,6 +15,7 @@ from advisor.collectors.base import CollectorContext
 from advisor.collectors.nvml import GpuSampler, load_gpu_samples, parse_smi_csv
 from advisor.collectors.perf_stat import PerfStat, load_perf_stat, parse_perf_csv
 from advisor.collectors.psutil_sampler import PsutilSampler, load_samples
+from conftest import nvidia_gpu
 
 WORKLOAD = textwrap.dedent(
     """
@@ -124,6 +125,7 @@ def test_perf_stat_real_run(tmp_path, perf_availability):
 def test_gpu_sampler_real_check(tmp_path):
     sampler = GpuSampler(interval=0.05)
     availability = sampler.check()
+    assert availability.available is nvidia_gpu(), availability
     if not availability.available:
         assert "driver" in availability.reason or "no GPU" in availability.reason
         assert "NVML" in availability.reason

@@ -11,9 +11,12 @@ from advisor.technique import OptimizerSpec, Workload
 from advisor.technique import Context
 from advisor.techniques import compile as compile_technique
 from advisor.trials import quality
-from conftest import SCRIPTS, profile_json
+from conftest import SCRIPTS, cxx_compiler, profile_json
 
-# Shares like those of the CNN example on this 2-core CPU (matmul/conv 61%, the rest elementwise/norm).
+needs_cxx = pytest.mark.skipif(cxx_compiler() is None, reason="no C++ compiler ($CXX, c++, g++, clang++): Inductor "
+                               "cannot build CPU kernels (test_refuses_without_a_cpp_compiler checks this side)")
+
+# Shares like those of the CNN example on a 2-core x86 CPU (matmul/conv 61%, the rest elementwise/norm).
 CNN_HOT_OPS = [{"name": "aten::convolution_backward", "share": 0.39, "calls": 60, "self_time_ms": 124.0},
                {"name": "aten::mkldnn_convolution", "share": 0.21, "calls": 60, "self_time_ms": 67.0},
                {"name": "aten::native_batch_norm", "share": 0.07, "calls": 60, "self_time_ms": 23.0},
@@ -35,11 +38,20 @@ def test_plugin_provides_compile():
     assert "compile" in names
 
 
+@needs_cxx
 @pytest.mark.skipif(sys.version_info >= (3, 14), reason="torch.compile does not support this Python")
 def test_applies_with_the_measured_facts_in_the_reason():
     verdict = compile_technique.Compile().applies_to(_context())
     assert verdict.applies
     assert "13-39 s" in verdict.reason and "fp32" in verdict.reason
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="torch.compile does not support this Python")
+def test_refuses_without_a_cpp_compiler(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a folder with no compiler in it
+    monkeypatch.delenv("CXX", raising=False)
+    verdict = compile_technique.Compile().applies_to(_context())
+    assert not verdict.applies and "no C++ compiler found" in verdict.reason, verdict
 
 
 def test_refuses_without_a_workload_or_when_already_compiled():
@@ -56,6 +68,7 @@ def test_cpu_fp32_estimate_does_not_assume_a_win():
     assert "reorder" in estimate.risk
 
 
+@needs_cxx
 def test_compiled_training_step_runs_and_matches_eager():
     """A real compile of a real training step (a few seconds with a warm Inductor cache, ~20 s cold)."""
     torch.manual_seed(0)
@@ -82,6 +95,7 @@ def test_every_copy_compiles_anew_without_a_global_reset():
     assert fresh.__name__ == forward.__name__ and fresh.__defaults__ == forward.__defaults__
 
 
+@needs_cxx
 def test_measured_through_the_command_line(tmp_path):
     """The real trial: ~10 s with a warm Inductor cache, ~20 s cold, on 2 cores."""
     proc, result = profile_json("--warmup", "2", "--steps", "3", "--techniques", "compile",

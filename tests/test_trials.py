@@ -2,15 +2,20 @@
 (raising, hanging past the budget, returning the wrong type) reported while the others go on."""
 
 import itertools
+import json
 import os
+import subprocess
+import sys
 import textwrap
 import time
 
 import pytest
+import torch
 
 from advisor.technique import Benchmark, Context, DoesNotApply, Estimate, Technique, Verdict
+from advisor.techniques.dtype import Autocast
 from advisor.trials import family, measure, pairs_worth_measuring, project, trial
-from conftest import EXAMPLES, SCRIPTS, install_plugin, profile_json
+from conftest import AVX2_ONLY, EXAMPLES, SCRIPTS, bf16_missing, install_plugin, profile_json
 
 BROKEN = textwrap.dedent('''
     import time
@@ -84,16 +89,70 @@ def cnn_recommendations(tmp_path_factory):
     return {r["technique"]: r for r in summary["recommendations"]}
 
 
-def test_cnn_gets_measured_dtype_and_channels_last(cnn_recommendations):
-    for name in ("dtype", "channels_last"):
-        r = cnn_recommendations[name]
-        assert r["applies"] is True and r["reason"] and r["snippet"]
-        assert r["estimate"]["speedup"] > 1 and r["estimate"]["basis"]
-        m = r["measured"]
-        assert m["speedup"] > 0 and m["pairs"] == 10 and m["spread"] >= 0
-        assert m["quality"]["output_rel_error"] is not None and m["quality"]["grad_rel_error"] is not None
+def _measured_on_the_cnn(r):
+    assert r["applies"] is True and r["reason"] and r["snippet"]
+    assert r["estimate"]["speedup"] > 1 and r["estimate"]["basis"]
+    m = r["measured"]
+    assert m["speedup"] > 0 and m["pairs"] == 10 and m["spread"] >= 0
+    assert m["quality"]["output_rel_error"] is not None and m["quality"]["grad_rel_error"] is not None
+
+
+def test_cnn_gets_measured_channels_last(cnn_recommendations):
+    _measured_on_the_cnn(cnn_recommendations["channels_last"])
     assert cnn_recommendations["channels_last"]["measured"]["quality"]["output_rel_error"] < 1e-4
-    assert 1e-5 < cnn_recommendations["dtype"]["measured"]["quality"]["output_rel_error"] < 0.1
+
+
+@pytest.mark.skipif(bf16_missing() is not None, reason=f"no bf16 instructions for torch here: {bf16_missing()} "
+                    "(test_dtype_not_applicable_without_bf16 checks this side)")
+def test_cnn_gets_measured_dtype_where_torch_has_bf16(cnn_recommendations):
+    r = cnn_recommendations["dtype"]
+    _measured_on_the_cnn(r)
+    assert "bf16 on this CPU" in r["reason"], r["reason"]
+    assert 1e-5 < r["measured"]["quality"]["output_rel_error"] < 0.1
+
+
+def test_dtype_not_applicable_without_bf16(cnn_recommendations, tmp_path):
+    """On this machine with torch as on an AVX2-only CPU (AVX2_ONLY: a no-op on such a CPU), and where torch has
+    no bf16 instructions, in the plain run too."""
+    proc, summary = profile_json(SCRIPTS / "tiny_cnn_train.py", "--warmup", "2", "--steps", "3", "--techniques",
+                                 "dtype", "--", "--steps", "40", tmp_path=tmp_path, env={**os.environ, **AVX2_ONLY})
+    assert proc.returncode == 0, proc.stderr
+    records = [r for r in summary["recommendations"] if r["technique"] == "dtype"]
+    if bf16_missing() is not None:
+        records.append(cnn_recommendations["dtype"])
+    for r in records:
+        assert r["applies"] is False and r["status"] == "not applicable", r
+        assert r["estimate"] is None and r["measured"] is None
+        assert "no bf16 instructions torch can use (capability " in r["reason"] and "emulated" in r["reason"]
+    assert "(capability AVX2, ONEDNN_MAX_CPU_ISA=AVX2)" in records[0]["reason"], records[0]["reason"]
+
+
+_HARDWARE = "import json; from advisor.trials import hardware; print(json.dumps({**hardware(None), 'cpu_flags': []}))"
+
+
+@pytest.mark.parametrize("env", [{}, {"ATEN_CPU_CAPABILITY": "avx2"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}],
+                         ids=["as-is", "torch-capped", "onednn-capped"])
+def test_bf16_counts_only_where_torch_uses_it(env):
+    proc = subprocess.run([sys.executable, "-c", _HARDWARE], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+    assert proc.returncode == 0, proc.stderr
+    hw = json.loads(proc.stdout)
+    if env:
+        assert hw["cpu_bf16"] is None, hw
+    else:
+        assert (hw["cpu_bf16"] is not None) is (bf16_missing() is None), (hw, bf16_missing())
+    here = torch.backends.cpu.get_cpu_capability()  # ATEN_CPU_CAPABILITY can only lower it
+    assert hw["cpu_capability"] == ("AVX2" if "ATEN_CPU_CAPABILITY" in env and here.startswith("AVX") else here)
+    assert hw["onednn_max_cpu_isa"] == ("AVX2" if "ONEDNN_MAX_CPU_ISA" in env
+                                        else (os.environ.get("ONEDNN_MAX_CPU_ISA") or "").upper() or None)
+    context = Context(summary={"hot_ops": [{"name": "aten::mkldnn_convolution", "share": 0.6}]},
+                      workload={"parameter_dtype": "float32"}, hardware=hw)
+    verdict = Autocast().applies_to(context)
+    assert verdict.applies is (hw["cpu_bf16"] is not None), verdict
+    if not verdict.applies:
+        assert f"capability {hw['cpu_capability']}" in verdict.reason, verdict.reason
+        if hw["onednn_max_cpu_isa"]:
+            assert f"ONEDNN_MAX_CPU_ISA={hw['onednn_max_cpu_isa']}" in verdict.reason, verdict.reason
 
 
 def test_input_bound_example_says_no_model_side_technique_helps(tmp_path):

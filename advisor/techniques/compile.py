@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import types
@@ -56,9 +57,9 @@ def _check(context: Context) -> str | None:
         return "no captured workload to compile"
     if context.workload.get("model") == "OptimizedModule":
         return "the model is already compiled"
-    if context.hardware.get("device") != "cuda" and not (shutil.which("c++") or shutil.which("g++")
-                                                          or shutil.which("clang++")):
-        return "no C++ compiler found: Inductor needs one to generate CPU kernels"
+    if context.hardware.get("device") != "cuda" and not any(
+            shutil.which(c) for c in (os.environ.get("CXX"), "c++", "g++", "clang++") if c):
+        return "no C++ compiler found ($CXX, c++, g++, clang++): Inductor needs one to generate CPU kernels"
     return None
 
 

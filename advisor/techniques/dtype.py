@@ -20,12 +20,16 @@ def _plan(context: Context) -> tuple[str | None, str, float, str]:
         if cc >= 7.0:
             return "float16", "cuda", _GPU_TENSOR_CORES, f"fp16 tensor cores (compute capability {cc:g})"
         return None, "cuda", 1.0, f"no tensor cores (compute capability {cc:g})"
-    flags = hw.get("cpu_flags", set())
-    if "amx_bf16" in flags:
+    usable = hw.get("cpu_bf16")
+    if usable == "amx_bf16":
         return "bfloat16", "cpu", _CPU_AMX, "AMX bf16 on this CPU"
-    if "avx512_bf16" in flags:
+    if usable == "avx512_bf16":
         return "bfloat16", "cpu", _CPU_AVX512_BF16, "avx512_bf16 on this CPU"
-    return None, "cpu", 1.0, "this CPU has no bf16 instructions (no avx512_bf16 or AMX): bf16 would be emulated"
+    seen = [f"capability {hw['cpu_capability']}"] if hw.get("cpu_capability") else []
+    if hw.get("onednn_max_cpu_isa"):
+        seen.append(f"ONEDNN_MAX_CPU_ISA={hw['onednn_max_cpu_isa']}")
+    return None, "cpu", 1.0, ("this CPU has no bf16 instructions torch can use"
+                              + (f" ({', '.join(seen)})" if seen else "") + ": bf16 would be emulated")
 
 
 class Autocast(Technique):
