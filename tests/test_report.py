@@ -41,10 +41,21 @@ def test_markdown_report_with_plots(recorded, tmp_path, capsys):
     assert "| `aten::convolution_backward` | 90.00 | 70.1% | 8 | 3.7 | `8x16x32x32, 8x16x32x32, 16x16x3x3` | " \
            "`tests/scripts/tiny_cnn_train.py:20` |" in text  # names as code, readable as text
     for plot in ("breakdown", "memory", "gains"):
-        assert f"](cnn-{plot}.png)" in text
+        assert f"](<cnn-{plot}.png>)" in text
         assert (out.parent / f"cnn-{plot}.png").read_bytes().startswith(PNG)
     assert "```python\nmodel = model.to(memory_format=torch.channels_last)" in text
     assert re.search(r"\| `channels_last` \| [\d.]+x \| [\d.]+x ±\d+% \|", text)  # estimated, measured, spread
+
+
+def test_plots_of_a_report_named_with_spaces_and_parentheses(recorded, tmp_path):
+    from markdown_it import MarkdownIt
+
+    out = tmp_path / "my report (v1).md"
+    assert main(["report", str(recorded), "-o", str(out)]) == 0
+    html = MarkdownIt("gfm-like").render(out.read_text())
+    for plot in ("breakdown", "memory", "gains"):
+        assert f'src="my%20report%20(v1)-{plot}.png"' in html
+        assert (tmp_path / f"my report (v1)-{plot}.png").is_file()
 
 
 def test_json_report(recorded, tmp_path):

@@ -21,7 +21,9 @@ def table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset
 
 
 def _image(plots: dict[str, Path], key: str, alt: str) -> list[str]:
-    return [f"![{alt}]({plots[key].as_posix()})", ""] if key in plots else []
+    # <...> lets the link target hold spaces and parentheses (a report written to "my report (v1).md")
+    target = plots[key].as_posix().replace("<", "%3C").replace(">", "%3E") if key in plots else ""
+    return [f"![{alt}](<{target}>)", ""] if key in plots else []
 
 
 def _environment(summary: dict) -> list[str]:
