@@ -60,6 +60,9 @@ class ProfileOptions:
     #: ``--apply``: techniques to apply to the running script, compared with a baseline run
     apply: list[str] | None = None
     cwd: Path | None = None  # the script's working directory (default: ours)
+    #: seconds one recording may last, and megabytes it may add to the script's peak memory
+    record_limit_s: float = 60.0
+    record_limit_mb: float = 1024.0
 
 
 @dataclasses.dataclass
@@ -181,6 +184,8 @@ class _ProgressReader(threading.Thread):
                 self.mode = event.get("mode")
             elif event.get("event") == "window_done":
                 self.window_done = True
+            elif event.get("event") == "limit":
+                self.trial = f"recording limit ({event.get('reason')}) reached; saving the recording"
             elif event.get("event") == "trial":
                 self.trial = f"measuring {event.get('name')}" + (f" ({event['n']}/{event['of']})" if event.get("of") else "")
 
@@ -288,6 +293,7 @@ def new_meta(options: ProfileOptions, collector_status: dict) -> dict:
                    "args": list(options.args)},
         "cwd": str(options.cwd or os.getcwd()),
         "settings": {"warmup": options.warmup, "steps": options.steps, "timeout": options.timeout,
+                     "record_limit_s": options.record_limit_s, "record_limit_mb": options.record_limit_mb,
                      "keep_running": options.keep_running, "blocked_plugins": list(options.blocked_plugins),
                      "no_findings": list(options.no_findings)},
         "host": _host(),
@@ -317,7 +323,8 @@ def profile(options: ProfileOptions, show_progress: bool, on_update: ProgressLis
                *(["--keep-running"] if options.keep_running else []), "--trials",
                *(["--techniques", ",".join(options.techniques)] if options.techniques else []),
                *(["--no-measure"] if not options.measure else []), "--trial-budget", str(options.trial_budget),
-               "--pairs", options.pairs,
+               "--pairs", options.pairs, "--record-limit-s", str(options.record_limit_s),
+               "--record-limit-mb", str(options.record_limit_mb),
                *(arg for name in options.blocked_plugins for arg in ("--block", name)),
                options.target, "--", *options.args]
     for collector in collectors:
