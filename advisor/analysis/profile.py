@@ -133,7 +133,7 @@ def _slices(steps: pd.DataFrame) -> list[dict]:
     for row in steps.to_dict(orient="records"):
         rows.append({"slice": int(row["step"]), "start_ms": round((row["start_us"] - origin) / 1000.0, 3),
                      **{k: round(float(v), 3) for k, v in row.items() if k.endswith("_ms")},
-                     "top_op": row["top_op"]})
+                     "top_op": row["top_op"] if isinstance(row["top_op"], str) else None})
     return rows
 
 

@@ -5,20 +5,26 @@ in memory. The time counts from the recording's start; for the pre-step recordin
 the script's first outermost module call or backward, so that a data preparation before training does
 not use it up. The memory is the growth of the process's resident memory since the recording started,
 projected to what stopping the recording will take: torch's profiler materialises the recorded events
-when it stops, at :data:`EXPANSION` times the memory they held while recorded (6-11x measured on
-torch 2.13), so a recording is ended while ``growth * EXPANSION`` stays under the limit. The peak of
-the script's process then stays within about the limit above what it reached without advisor.
+when it stops, at 6-11 times the memory they held while recorded (measured on torch 2.13), so a
+recording is ended before ``growth * EXPANSION`` passes the limit. The peak of the script's process
+then stays within about the limit above what it reached without advisor.
 
-The watchdog polls every :data:`POLL_S` seconds from a thread of its own and, when a limit is passed,
-sends the main thread a signal whose handler (installed by the runner) ends the recording: it works
-while the script makes no module call at all, and takes effect when the main thread next runs Python
-code (after the torch op it is in).
+Growth that is the script's own (a dataset loaded, a first step's activations) would end the pre-step
+recording early: there the runner first stops the recording and sees what its events took; when that
+is little, it records again and counts the growth from then (``pre_step_restarts`` in runner.json).
+
+The watchdog looks every :data:`POLL_S` seconds, from a thread of its own (a recording of tiny ops grows
+by 100 MB a second and more), and counts the growth it expects until its next look as already there.
+When a limit is passed it sends the main thread a signal whose handler (installed by the runner) ends
+the recording: this works while the script makes no module call at all, and takes effect when the main
+thread next runs Python code (after the torch op it is in).
 """
 
 from __future__ import annotations
 
 import ctypes
 import dataclasses
+import os
 import signal
 import sys
 import threading
@@ -30,7 +36,7 @@ import psutil
 DEFAULT_SECONDS = 60.0
 DEFAULT_MEGABYTES = 1024.0
 EXPANSION = 12.0
-POLL_S = 0.1
+POLL_S = 0.02
 TIME, MEMORY = "time", "memory"
 #: the recordings (see :mod:`advisor.runner.window`)
 PRE_STEP, WINDOW = "pre_step", "window"
@@ -38,6 +44,7 @@ PRE_STEP, WINDOW = "pre_step", "window"
 #: slices of time the analysis cuts it into
 TIME_SLICES = "time_slices"
 TIME_SLICE_COUNT = 10
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 @dataclasses.dataclass
@@ -57,7 +64,8 @@ def limit_signal() -> int:
 def limit_text(reason: str, state: dict) -> str:
     """One line saying which limit ended a recording."""
     if reason == TIME:
-        return f"recording limit reached: {state['elapsed_s']:.1f} s of recording (--record-limit-s {state['limit_s']:g})"
+        return (f"recording limit reached: {state['elapsed_s']:.1f} s of recording "
+                f"(--record-limit-s {state['limit_s']:g})")
     return (f"recording limit reached: the recording would take about {state['projected_mb']:.0f} MB when saved "
             f"(--record-limit-mb {state['limit_mb']:g})")
 
@@ -72,8 +80,14 @@ def peak_rss_bytes() -> int | None:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
-def rss_bytes(process: psutil.Process | None = None) -> int:
-    return (process or psutil.Process()).memory_info().rss
+def rss_bytes() -> int:
+    """This process's resident memory, cheaply where ``/proc`` has it (the watchdog reads it 50 times a second)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return psutil.Process().memory_info().rss
+
 
 
 def release_memory() -> None:
@@ -95,7 +109,7 @@ class Watchdog:
         self._armed = False
         self._t0 = 0.0
         self._rss0 = 0
-        self._process = psutil.Process()
+        self._last = (0.0, 0)  # time and resident memory at the last look
         self._signal = limit_signal()
         self._main = threading.main_thread().ident
         self._stop = threading.Event()
@@ -118,7 +132,8 @@ class Watchdog:
 
     def arm(self) -> None:
         """A recording starts: both clocks start now."""
-        self._t0, self._rss0 = time.monotonic(), rss_bytes(self._process)
+        self._t0, self._rss0 = time.monotonic(), rss_bytes()
+        self._last = (self._t0, self._rss0)
         self.tripped = None
         self._armed = True
 
@@ -127,7 +142,8 @@ class Watchdog:
 
     def rebase_memory(self) -> None:
         """Count memory growth from now (the growth so far was found to be the script's own)."""
-        self._rss0 = rss_bytes(self._process)
+        self._rss0 = rss_bytes()
+        self._last = (time.monotonic(), self._rss0)
         self.tripped = None
 
     def disarm(self) -> None:
@@ -136,15 +152,19 @@ class Watchdog:
 
     def state(self) -> dict:
         """Elapsed seconds and memory growth of the armed recording, and the limits."""
-        growth = max(rss_bytes(self._process) - self._rss0, 0) / 2**20
+        growth = max(rss_bytes() - self._rss0, 0) / 2**20
         return {"limit_s": self.limits.seconds, "limit_mb": self.limits.megabytes,
                 "elapsed_s": round(time.monotonic() - self._t0, 3), "rss_growth_mb": round(growth, 1),
                 "projected_mb": round(growth * EXPANSION, 1)}
 
     def _passed(self) -> str | None:
-        if time.monotonic() - self._t0 > self.limits.seconds:
+        now, rss = time.monotonic(), rss_bytes()
+        then, before = self._last
+        self._last = (now, rss)
+        if now - self._t0 > self.limits.seconds:
             return TIME
-        if (rss_bytes(self._process) - self._rss0) * EXPANSION > self.limits.megabytes * 2**20:
+        coming = max(rss - before, 0) * self.interval / max(now - then, self.interval)
+        if (rss - self._rss0 + coming) * EXPANSION > self.limits.megabytes * 2**20:
             return MEMORY
         return None
 
@@ -154,7 +174,7 @@ class Watchdog:
                 continue
             try:
                 reason = self._passed()
-            except psutil.Error:
+            except (OSError, psutil.Error):
                 continue
             if reason is not None and self._armed:
                 self.tripped = reason
