@@ -113,6 +113,8 @@ def test_memory_limit_ends_the_window_and_keeps_its_steps(runs):
     assert 1 <= kept == runner["recorded_steps"] < 100000
     assert f"the window ended after {kept} of 100000 steps because of the memory limit of 60 MB" in _shown(run_dir)
     assert (run_dir / "trials.json").exists(), "techniques are asked about the steps kept"
+    report = run_advisor("report", run_dir, "-o", run_dir / "r.md")
+    assert report.returncode == 0 and f"ended after {kept} of 100000 steps" in (run_dir / "r.md").read_text()
 
 
 def test_time_limit_ends_the_window_and_the_script_goes_on(runs):

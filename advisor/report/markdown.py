@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advisor.report.escape import fence, md
-from advisor.views.summary import human_bytes
+from advisor.views.summary import human_bytes, limit_reason
 
 HOT_OPS_SHOWN = 15
 
@@ -55,10 +55,16 @@ def _summary(summary: dict) -> list[str]:
              f"- **Outcome**: {md(summary.get('outcome'))}"]
     if summary.get("error"):
         lines.append(f"- **Error**: {md(summary['error'])}")
-    if steps.get("count"):
+    if steps.get("detection") == "time_slices":
+        lines.append(f"- **Time slices**: no step boundary found within the {limit_reason(steps.get('limit'))}; "
+                     f"the recording is analysed as {steps.get('count')} time slices of {steps['median_ms']:.1f} ms")
+    elif steps.get("count"):
         spread = f" (IQR ±{100 * steps['spread'] / 2:.1f}%)" if steps.get("spread") is not None else ""
         lines.append(f"- **Step time**: median {steps['median_ms']:.2f} ms{spread} over {steps['count']} recorded "
                      f"steps after {steps.get('warmup')} warmup, found by {md(steps.get('detection'))}")
+        if steps.get("limit"):
+            lines.append(f"- **Window**: ended after {steps['count']} of {steps.get('requested')} steps because of "
+                         f"the {limit_reason(steps['limit'])}")
     else:
         lines.append("- **Steps**: none recorded; the ops below cover the whole run "
                      "(`advisor.step()` marks steps in a script)")
