@@ -137,25 +137,34 @@ class Runner:
             self.capture.armed = True
         self.report(event="step", n=len(self.boundary_times_ns))
         if done:
-            self._window_ended(trials=True)
+            self.window_ended()
             if not self._keep_running:
                 raise StopScript
         if self.live is not None:
             self.live.outcomes.step = len(self.boundary_times_ns)
             self.live.turns.wait(len(self.boundary_times_ns) - 1)
 
-    def _window_ended(self, trials: bool) -> None:
-        """The recording is over: save the steps and the captured workload, then run the trials."""
-        if self._stopping:
+    def window_ended(self) -> None:
+        """The recording is over: save the steps and the captured workload, then run the trials if steps were kept.
+
+        Called at a step's end or once the script stopped, never from a limit's signal handler: that can strike
+        anywhere, inside the script's ``no_grad`` or ``autocast`` too, where no replay can run.
+        """
+        if self._stopping or not self.window.done:
             return
         self._stopping = True
         self.write_steps()
         self.write_workload()
         self.report(event="window_done")
-        if trials and self.trials is not None:
+        if self.window.recorded_steps > 0 and self.trials is not None:
             _safely(self.run_trials)
 
     # -- recording limits ---------------------------------------------------------------------
+    def after_limit(self) -> None:
+        """Once the script stopped: what the end of a window does, for a recording that a limit ended."""
+        if self.limit is not None:
+            self.window_ended()
+
     def start_recording(self) -> None:
         """Start the pre-step recording, under the watchdog of the recording limits."""
         self.window.start()
@@ -207,10 +216,9 @@ class Runner:
             self.report(event="limit", reason=reason)
             print(f"advisor: {limit_text(reason, state)}; "
                   + ("stopping the script" if not self._keep_running else "the script goes on"), file=sys.stderr)
-            self.window.finish()
+            self.window.finish()  # the trials and the rest wait for the next step's end, or the script's
             self.facts.boundary(False, False)
             self.detector.label_call_sites = False
-            self._window_ended(trials=self.window.recorded_steps > 0)
         finally:
             self._busy -= 1
         if not self._keep_running:
@@ -480,7 +488,8 @@ def main(argv: list[str] | None = None) -> int:
         runner.facts.uninstall()
         sys.stdout.flush()
         sys.stderr.flush()
-        record["problems"] = [problem for problem in (_safely(runner.window.finish), _safely(runner.write_steps),
+        record["problems"] = [problem for problem in (_safely(runner.window.finish), _safely(runner.after_limit),
+                                                      _safely(runner.write_steps),
                                                       _safely(runner.write_workload), _safely(runner.write_facts),
                                                       _safely(runner.write_outcomes), runner.facts.failure)
                               if problem]
