@@ -84,7 +84,7 @@ def test_memory_limit_ends_a_recording_with_no_step_within_its_bound(runs):
     width = summary["steps"]["median_ms"]
     assert all(abs(s["start_ms"] - i * width) < 0.01 and abs(s["duration_ms"] - width) < 0.01
                for i, s in enumerate(slices)), "equal slices, one after the other"
-    assert sum(s["ops_ms"] > 0 for s in slices) >= 5, "ops in most slices (the main thread may be descheduled)"
+    assert sum(s["ops_ms"] for s in slices) > 0 and any(s["top_op"] for s in slices)
     assert summary["hot_ops"][0]["name"] in ("aten::mm", "aten::tanh")
     text = _shown(run_dir)
     assert "No step boundary found within the limit (memory limit of 80 MB): analysed as 10 time slices of" in text
@@ -128,10 +128,10 @@ def test_time_limit_ends_the_window_and_the_script_goes_on(runs):
 
 def test_the_scripts_own_memory_does_not_end_the_recording(runs):
     """big_first_step.py builds a 200 MB dataset before its first step: far past the memory limit's share for
-    a recording (1024 MB / 12), but the recording's stop takes little, so it records again and finds steps."""
+    a recording (1024 MB / 12), but stopping the recording takes little, so the script goes on to its steps."""
     proc, summary, runner, _ = runs["own_growth"]
     assert proc.returncode == 0, proc.stderr
-    assert runner["record_limit"] is None and runner["pre_step_restarts"] >= 1
+    assert runner["record_limit"] is None and "the script's own memory grew" in runner["pre_step_stopped"]
     assert summary["steps"]["detection"] == "optimizer" and summary["steps"]["count"] == 2
 
 

@@ -3,15 +3,18 @@
 Each recording (the light one before the first step boundary, then the window) is limited in time and
 in memory. The time counts from the recording's start; for the pre-step recording it starts again at
 the script's first outermost module call or backward, so that a data preparation before training does
-not use it up. The memory is the growth of the process's resident memory since the recording started,
-projected to what stopping the recording will take: torch's profiler materialises the recorded events
-when it stops, at 6-11 times the memory they held while recorded (measured on torch 2.13), so a
-recording is ended before ``growth * EXPANSION`` passes the limit. The peak of the script's process
-then stays within about the limit above what it reached without advisor.
+not use it up. The memory is projected to the peak that saving the recording will reach: torch's
+profiler materialises the recorded events when it stops, at 6-11 times the memory they held while
+recorded (measured on torch 2.13), so the events count :data:`EXPANSION` times, on top of what the
+process's resident memory grew since the recording started (see :class:`Watchdog`). The peak of the
+script's process then stays within about the limit above what it reached without advisor.
 
-Growth that is the script's own (a dataset loaded, a first step's activations) would end the pre-step
-recording early: there the runner first stops the recording and sees what its events took; when that
-is little, it records again and counts the growth from then (``pre_step_restarts`` in runner.json).
+Before the first step boundary, growth of the script's own (a dataset loaded, a first step's
+activations) cannot be told from recorded events: when the memory limit strikes there, the runner stops
+the recording and sees what its events took. When that is little, it keeps what was recorded, records
+nothing more until the window, and only the time limit still counts (``pre_step_stopped`` in
+runner.json). A new recording is never started there: a ``record_function`` range open across a stop and
+a start corrupts torch's profiler (seen: SIGSEGV on torch 2.13).
 
 The watchdog looks every :data:`POLL_S` seconds, from a thread of its own (a recording of tiny ops grows
 by 100 MB a second and more), and counts the growth it expects until its next look as already there.
@@ -89,17 +92,50 @@ def rss_bytes() -> int:
         return psutil.Process().memory_info().rss
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _libc_function(name: str, restype):
+    try:
+        function = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):  # not glibc, or too old a one (mallinfo2: glibc 2.33)
+        return None
+    function.restype = restype
+    return function
+
+
+_mallinfo2 = _libc_function("mallinfo2", _MallInfo2)
+_malloc_trim = _libc_function("malloc_trim", ctypes.c_int)
+
+
+def heap_in_use() -> int | None:
+    """Bytes that malloc has handed out and not had back (glibc), else None. Unlike the resident memory it does
+    not count freed memory that malloc keeps, which a recording's small allocations, interleaved with a
+    training step's large ones, make grow by tens of MB a step."""
+    if _mallinfo2 is None:
+        return None
+    info = _mallinfo2()
+    return info.uordblks + info.hblkhd
+
 
 def release_memory() -> None:
     """Give freed heap memory back to the system (glibc keeps it otherwise): after a recording stops."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 class Watchdog:
-    """Polls the armed recording's time and memory; calls ``on_trip`` (from the main thread) when one passes."""
+    """Polls the armed recording's time and memory; calls ``on_trip`` (from the main thread) when one passes.
+
+    Memory, projected to the peak that saving the recording will reach: the resident memory's growth, plus
+    :data:`EXPANSION` times the recorded events, which the growth of the heap in use stands for (glibc; else
+    the resident memory's). In the window that growth is taken at the last step boundary
+    (:meth:`note_boundary`), where a step's transient tensors are freed; before the first boundary there is
+    no such moment, so the script's own tensors count as events too, and the runner checks what a stop
+    really takes before it believes them.
+    """
 
     def __init__(self, limits: RecordLimits, interval: float = POLL_S):
         self.limits = limits
@@ -107,18 +143,21 @@ class Watchdog:
         #: ``"time"`` or ``"memory"`` once a limit of the armed recording was passed
         self.tripped: str | None = None
         self._armed = False
+        self._recording: str | None = None
+        self._memory = True
         self._t0 = 0.0
         self._rss0 = 0
-        self._last = (0.0, 0)  # time and resident memory at the last look
+        self._heap0: int | None = None
+        self._events = 0  # bytes of recorded events, as of the last step boundary (window)
+        self._last = (0.0, 0, 0)  # time, resident memory and events at the last look
         self._signal = limit_signal()
         self._main = threading.main_thread().ident
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._previous_handler = None
 
     def start(self, on_trip: Callable[[], None]) -> None:
         """Install the signal handler (call from the main thread) and start polling."""
-        self._previous_handler = signal.signal(self._signal, lambda signum, frame: on_trip())
+        signal.signal(self._signal, lambda signum, frame: on_trip())
         self._thread = threading.Thread(target=self._run, name="advisor-record-limits", daemon=True)
         self._thread.start()
 
@@ -130,21 +169,29 @@ class Watchdog:
             self._thread.join(timeout=2)
         signal.signal(self._signal, signal.SIG_IGN)
 
-    def arm(self) -> None:
-        """A recording starts: both clocks start now."""
-        self._t0, self._rss0 = time.monotonic(), rss_bytes()
-        self._last = (self._t0, self._rss0)
+    def arm(self, recording: str) -> None:
+        """A recording (``pre_step`` or ``window``) starts: both clocks start now."""
+        self._t0, self._rss0, self._heap0 = time.monotonic(), rss_bytes(), heap_in_use()
+        self._last = (self._t0, self._rss0, 0)
+        self._recording, self._events, self._memory = recording, 0, True
         self.tripped = None
         self._armed = True
 
     def restart_clock(self) -> None:
         self._t0 = time.monotonic()
 
-    def rebase_memory(self) -> None:
-        """Count memory growth from now (the growth so far was found to be the script's own)."""
-        self._rss0 = rss_bytes()
-        self._last = (time.monotonic(), self._rss0)
+    def memory_off(self) -> None:
+        """Only time counts from now (the recording stopped growing)."""
+        self._memory = False
         self.tripped = None
+
+    def note_boundary(self) -> None:
+        """A step of the window ended (called from the main thread): take stock of the recorded events."""
+        self._events = self._events_now(rss_bytes())
+
+    def _events_now(self, rss: int) -> int:
+        heap = heap_in_use() if self._heap0 is not None else None
+        return max(rss - self._rss0 if heap is None else heap - self._heap0, 0)
 
     def disarm(self) -> None:
         self._armed = False
@@ -152,19 +199,26 @@ class Watchdog:
 
     def state(self) -> dict:
         """Elapsed seconds and memory growth of the armed recording, and the limits."""
-        growth = max(rss_bytes() - self._rss0, 0) / 2**20
+        rss = rss_bytes()
+        growth = max(rss - self._rss0, 0)
+        events = self._events if self._recording == WINDOW else self._events_now(rss)
         return {"limit_s": self.limits.seconds, "limit_mb": self.limits.megabytes,
-                "elapsed_s": round(time.monotonic() - self._t0, 3), "rss_growth_mb": round(growth, 1),
-                "projected_mb": round(growth * EXPANSION, 1)}
+                "elapsed_s": round(time.monotonic() - self._t0, 3), "rss_growth_mb": round(growth / 2**20, 1),
+                "events_mb": round(events / 2**20, 1), "projected_mb": round((growth + EXPANSION * events) / 2**20, 1)}
 
     def _passed(self) -> str | None:
         now, rss = time.monotonic(), rss_bytes()
-        then, before = self._last
-        self._last = (now, rss)
+        events = self._events if self._recording == WINDOW else self._events_now(rss)
+        then, rss_then, events_then = self._last
+        self._last = (now, rss, events)
         if now - self._t0 > self.limits.seconds:
             return TIME
-        coming = max(rss - before, 0) * self.interval / max(now - then, self.interval)
-        if (rss - self._rss0 + coming) * EXPANSION > self.limits.megabytes * 2**20:
+        if not self._memory:
+            return None
+        ahead = self.interval / max(now - then, self.interval)  # the growth until the next look, as now
+        rss_growth = rss - self._rss0 + max(rss - rss_then, 0) * ahead
+        events += max(events - events_then, 0) * ahead
+        if rss_growth + EXPANSION * events > self.limits.megabytes * 2**20:
             return MEMORY
         return None
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from advisor.rundir import FACTS_FILE, OUTCOMES_FILE, RUNNER_FILE, STEPS_FILE, TRIALS_FILE, WORKLOAD_FILE
 from advisor.rundir_io import atomic_write_json, atomic_write_text
 from advisor.runner.limits import (DEFAULT_MEGABYTES, DEFAULT_SECONDS, MEMORY, PRE_STEP, TIME_SLICE_COUNT,
-                                   TIME_SLICES, RecordLimits, Watchdog, limit_text, peak_rss_bytes)
+                                   TIME_SLICES, WINDOW, RecordLimits, Watchdog, limit_text, peak_rss_bytes)
 
 
 @dataclasses.dataclass
@@ -103,7 +103,8 @@ class Runner:
         #: which limit ended the recording (``record_limit`` in runner.json), and whether no boundary came first
         self.limit: dict | None = None
         self.sliced = False
-        self.pre_step_restarts = 0
+        #: why the pre-step recording stopped before a limit or a boundary ended it, if it did
+        self.pre_step_stopped: str | None = None
         self.in_script = False
         self._recording: str | None = None
         self._busy = 0
@@ -131,6 +132,8 @@ class Runner:
         was_recording = self.window.recording
         done = self.window.boundary()
         self._follow_recording()
+        if self._recording == WINDOW:
+            self.watchdog.note_boundary()
         self.facts.boundary(was_recording, self.window.recording)
         self.detector.label_call_sites = self.window.recording
         if completed == self.window.warmup - 1 and self.capture is not None:
@@ -183,7 +186,7 @@ class Runner:
         active = self.window.active if self.watchdog is not None else None
         if active != self._recording:
             self._recording = active
-            self.watchdog.arm() if active else self.watchdog.disarm()
+            self.watchdog.arm(active) if active else self.watchdog.disarm()
 
     def _first_call(self) -> None:
         if self.window.active == PRE_STEP:  # the pre-step recording's time counts from here
@@ -226,13 +229,12 @@ class Runner:
 
     def _scripts_own_growth(self) -> bool:
         """Stop the pre-step recording and see what its events took. Little: the memory that grew was the
-        script's own (a first step's activations, an optimizer's state), so record again and count from now."""
+        script's own (a dataset, a first step's activations); what was recorded is kept, and only time counts."""
         cost = self.window.stop_pre_step()
         if cost * 4 >= self.watchdog.limits.megabytes * 2**20:
             return False
-        self.window.restart_pre_step()
-        self.watchdog.rebase_memory()
-        self.pre_step_restarts += 1
+        self.watchdog.memory_off()
+        self.pre_step_stopped = f"the script's own memory grew (saving the recording took {cost / 2**20:.0f} MB)"
         return True
 
     def write_workload(self) -> None:
@@ -270,7 +272,7 @@ class Runner:
                   "window_cpu_seconds": self.window.window_cpu_seconds,
                   "window_wall_seconds": self.window.window_wall_seconds,
                   "record_limit": self.limit, "time_slices": TIME_SLICE_COUNT if self.sliced else None,
-                  "pre_step_restarts": self.pre_step_restarts, "peak_rss_bytes": peak_rss_bytes()}
+                  "pre_step_stopped": self.pre_step_stopped, "peak_rss_bytes": peak_rss_bytes()}
         if self.live is not None:
             record["applied"] = self.live.techniques.names if self.live.techniques else []
         return record

@@ -20,7 +20,7 @@ import torch
 from torch.profiler import record_function
 
 from advisor.rundir import TRACE_FILE
-from advisor.runner.limits import PRE_STEP, WINDOW, release_memory, rss_bytes
+from advisor.runner.limits import PRE_STEP, WINDOW, heap_in_use, release_memory, rss_bytes
 
 
 class _Recording:
@@ -108,16 +108,9 @@ class ProfilerWindow:
 
     def stop_pre_step(self) -> int:
         """Stop the pre-step recording (``finish`` still exports it); the memory the stop took, in bytes."""
-        before = rss_bytes()
+        before = heap_in_use() or rss_bytes()
         self._pre.stop()
-        return rss_bytes() - before
-
-    def restart_pre_step(self) -> None:
-        """Drop what the pre-step recording holds and start it again."""
-        self._pre.stop()
-        self._pre = None
-        release_memory()
-        self.start()
+        return (heap_in_use() or rss_bytes()) - before
 
     def boundary(self) -> bool:
         """A step ended. Advance the window; True when the last recorded step has just ended."""
