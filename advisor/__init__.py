@@ -9,8 +9,8 @@ __all__ = ["hookimpl", "step", "__version__"]
 def step() -> None:
     """Mark the end of one step of the script.
 
-    Under ``advisor profile`` this overrides the automatic step detection (optimizer steps or
-    outermost module calls); run without advisor it does nothing, so the call can stay in a script.
+    Under ``advisor profile`` this overrides the automatic step detection (optimizer steps, backward
+    passes or outermost module calls); run without advisor it does nothing, so the call can stay in a script.
     """
     import sys
 

@@ -25,6 +25,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="advisor", description="Profile a PyTorch script and find what would make it faster.")
     parser.add_argument("--version", action="version", version=f"advisor {__version__}")
@@ -40,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-running", action="store_true",
                    help="let the script run to its end after the recorded steps (default: stop it)")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="stop the script after S seconds")
+    p.add_argument("--record-limit-s", type=_positive_float, default=60.0, metavar="S",
+                   help="seconds one recording may last (the light one before the first step counts from the "
+                        "first model call or backward); then it is saved and the script stopped (default 60)")
+    p.add_argument("--record-limit-mb", type=_positive_float, default=1024.0, metavar="MB",
+                   help="memory a recording may add to the script's peak, saving included (default 1024)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="run directory (default .advisor/runs/<time>-<name>)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout "
@@ -119,6 +134,7 @@ def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]
         script_stdout_to_stderr=ns.json, keep_running=ns.keep_running, command_line=("advisor", *argv),
         techniques=_names(ns.techniques) if ns.techniques else None,
         measure=not ns.no_measure, trial_budget=ns.trial_budget, pairs=ns.pairs,
+        record_limit_s=ns.record_limit_s, record_limit_mb=ns.record_limit_mb,
         apply=_names(ns.apply) if ns.apply is not None else None,
     )
     err = _console(stderr=True)

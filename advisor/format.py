@@ -51,3 +51,12 @@ def human_bytes(n: float | None) -> str:
 def short_source(source: str | None) -> str:
     """``file.py:12`` without its folders (the JSON and the CSV keep the path)."""
     return source.replace("\\", "/").rsplit("/", 1)[-1] if source else ""
+
+
+def limit_reason(limit: dict | None) -> str:
+    """``time limit of 60 s`` or ``memory limit of 1024 MB``: which recording limit was reached."""
+    if not limit:
+        return "no limit reached"
+    if limit.get("reason") == "time":
+        return f"time limit of {limit.get('limit_s'):g} s"
+    return f"memory limit of {limit.get('limit_mb'):g} MB"

@@ -37,6 +37,9 @@ GRACE_SECONDS = 15.0
 #: ``(steps_done, step detection mode, window done, elapsed seconds, activity)``, while the script runs
 ProgressListener = Callable[[int, "str | None", bool, float, "str | None"], None]
 _NOISE = ("USDT:", "Memory block of unknown size was allocated before the profiling started")
+#: how a wrapper such as ``perf stat`` reports that the script's interpreter died of a signal (``psignal``);
+#: it then exits with 0 itself
+_SIGNALS_BY_TEXT = {signal.strsignal(s): s for s in signal.Signals if signal.strsignal(s)}
 
 
 @dataclasses.dataclass
@@ -60,6 +63,9 @@ class ProfileOptions:
     #: ``--apply``: techniques to apply to the running script, compared with a baseline run
     apply: list[str] | None = None
     cwd: Path | None = None  # the script's working directory (default: ours)
+    #: seconds one recording may last, and megabytes it may add to the script's peak memory
+    record_limit_s: float = 60.0
+    record_limit_mb: float = 1024.0
 
 
 @dataclasses.dataclass
@@ -131,6 +137,8 @@ class _Pump(threading.Thread):
     def __init__(self, pipe, sink_name: str, filter_noise: bool):
         super().__init__(daemon=True)
         self._pipe, self._sink_name, self._filter = pipe, sink_name, filter_noise
+        #: the signal that a wrapper said killed the interpreter (see :data:`_SIGNALS_BY_TEXT`)
+        self.signal: int | None = None
 
     def run(self) -> None:
         pending = b""
@@ -147,11 +155,18 @@ class _Pump(threading.Thread):
         if pending:
             self._emit(pending)
 
+    def _signal_report(self, line: str) -> bool:
+        prefix = f"{sys.executable}: "
+        if line.startswith(prefix) and line[len(prefix):].strip() in _SIGNALS_BY_TEXT:
+            self.signal = _SIGNALS_BY_TEXT[line[len(prefix):].strip()]
+            return True
+        return False
+
     def _emit(self, data: bytes) -> None:
         text = data.decode("utf-8", errors="replace")
         if self._filter:
             text = "".join(line for line in text.splitlines(True) if not line.startswith(_NOISE[0])
-                           and _NOISE[1] not in line)
+                           and _NOISE[1] not in line and not self._signal_report(line))
         if text:
             sink = getattr(sys, self._sink_name)
             sink.write(text)
@@ -181,6 +196,8 @@ class _ProgressReader(threading.Thread):
                 self.mode = event.get("mode")
             elif event.get("event") == "window_done":
                 self.window_done = True
+            elif event.get("event") == "limit":
+                self.trial = f"recording limit ({event.get('reason')}) reached; saving the recording"
             elif event.get("event") == "trial":
                 self.trial = f"measuring {event.get('name')}" + (f" ({event['n']}/{event['of']})" if event.get("of") else "")
 
@@ -256,6 +273,14 @@ class ScriptProcess:
             self._signal(signal.SIGKILL)
         return self.process.poll() is None
 
+    @property
+    def killed_by(self) -> int | None:
+        """The signal that ended the script's interpreter, if one did (also under a wrapper like ``perf``)."""
+        code = self.process.returncode
+        if code is not None and code < 0:
+            return -code
+        return self._pumps[1].signal
+
     def finish(self) -> int:
         """After the child ended: drain its output and return its exit code."""
         for pump in self._pumps:
@@ -288,6 +313,7 @@ def new_meta(options: ProfileOptions, collector_status: dict) -> dict:
                    "args": list(options.args)},
         "cwd": str(options.cwd or os.getcwd()),
         "settings": {"warmup": options.warmup, "steps": options.steps, "timeout": options.timeout,
+                     "record_limit_s": options.record_limit_s, "record_limit_mb": options.record_limit_mb,
                      "keep_running": options.keep_running, "blocked_plugins": list(options.blocked_plugins),
                      "no_findings": list(options.no_findings)},
         "host": _host(),
@@ -317,7 +343,8 @@ def profile(options: ProfileOptions, show_progress: bool, on_update: ProgressLis
                *(["--keep-running"] if options.keep_running else []), "--trials",
                *(["--techniques", ",".join(options.techniques)] if options.techniques else []),
                *(["--no-measure"] if not options.measure else []), "--trial-budget", str(options.trial_budget),
-               "--pairs", options.pairs,
+               "--pairs", options.pairs, "--record-limit-s", str(options.record_limit_s),
+               "--record-limit-mb", str(options.record_limit_mb),
                *(arg for name in options.blocked_plugins for arg in ("--block", name)),
                options.target, "--", *options.args]
     for collector in collectors:
@@ -363,6 +390,19 @@ def read_runner(run_dir: Path) -> dict | None:
     return read_json(run_dir / RUNNER_FILE, "runner record") if (run_dir / RUNNER_FILE).exists() else None
 
 
+def _died(name: str, returncode: int, signum: int | None) -> str:
+    """Why a script's process ended without writing its record, in one line."""
+    if signum is None:
+        return f"{name} ended abruptly (exit code {returncode}) before advisor could save its recording"
+    try:
+        signame = signal.Signals(signum).name
+    except ValueError:
+        signame = f"signal {signum}"
+    why = (", probably by the kernel's out-of-memory killer (the machine or the process's memory limit ran out "
+           "of memory)") if signum == signal.SIGKILL else ""
+    return f"{name} was killed by {signame}{why} before advisor could save its recording"
+
+
 def run_error(meta: dict, runner: dict | None, returncode: int, child: ScriptProcess,
               options: ProfileOptions) -> AdvisorError | None:
     """Fill the outcome fields of ``meta`` and return the error to report, if any."""
@@ -377,8 +417,7 @@ def run_error(meta: dict, runner: dict | None, returncode: int, child: ScriptPro
         if child.interrupts:
             meta["outcome"] = "interrupted"
             return Interrupted("interrupted; the script was killed before it saved its recording")
-        how = f"signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
-        return ScriptRaised(f"{name} crashed ({how}) before advisor could save its recording")
+        return ScriptRaised(_died(name, returncode, child.killed_by))
     outcome = runner.get("outcome")
     meta.update(outcome=outcome, script_exit_code=runner.get("exit_code"), step_detection=runner.get("step_detection"),
                 error=runner.get("error"))

@@ -13,7 +13,7 @@ from advisor.rundir import DEFAULT_STORE, META_FILE, STEPS_FILE, SUMMARY_FILE, l
 
 
 #: outcomes of a run whose script did what it was asked (ran to its end, or was stopped after the window)
-FINE_OUTCOMES = ("completed", "stopped_after_window")
+FINE_OUTCOMES = ("completed", "stopped_after_window", "stopped_at_limit")
 
 
 @dataclasses.dataclass(frozen=True)

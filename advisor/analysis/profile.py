@@ -10,7 +10,7 @@ import pandas as pd
 from advisor.analysis.call_tree import annotate
 from advisor.analysis.hot_ops import hot_ops
 from advisor.analysis.memory import memory_summary
-from advisor.analysis.steps import breakdown, step_stats, step_table
+from advisor.analysis.steps import breakdown, slice_table, step_stats, step_table
 from advisor.analysis.trace import Trace, load_trace
 from advisor.analysis.utilisation import utilisation
 from advisor.collectors.nvml import GPU_SAMPLES_FILE, load_gpu_samples
@@ -19,6 +19,7 @@ from advisor.collectors.psutil_sampler import SAMPLES_FILE, load_samples
 from advisor.errors import RunDirError
 from advisor.rundir import RUNNER_FILE, SUMMARY_FILE, TRACE_FILE, TRIALS_FILE, WORKLOAD_FILE, load_meta, read_json
 from advisor.rundir_io import atomic_write_csv, atomic_write_json
+from advisor.runner.limits import TIME_SLICES
 
 HOT_OPS_FILE = "hot_ops.csv"
 WINDOW_STEPS_FILE = "window_steps.csv"
@@ -64,8 +65,10 @@ def analyse(run_dir: Path, runner: dict | None = None) -> Profile:
         columns=["cat", "name", "ph", "pid", "tid", "ts", "dur", "end", "input_dims", "input_types",
                  "concrete_inputs", "bytes", "total_allocated", "device_type", "device_id", "correlation", "external_id"])
     host = annotate(events)
-    first = int(runner.get("warmup", 0) or 0)
-    steps = step_table(host, first, int(runner.get("recorded_steps", 0) or 0))
+    if runner.get("step_detection") == TIME_SLICES:
+        steps, host = slice_table(host, int(runner.get("time_slices") or 10))
+    else:
+        steps = step_table(host, int(runner.get("warmup", 0) or 0), int(runner.get("recorded_steps", 0) or 0))
     in_window = host[host["step"].isin(steps["step"])] if not steps.empty else host
     window_us = float(steps["duration_ms"].sum() * 1000.0) if not steps.empty else _span(host)
     samples = _optional(run_dir / SAMPLES_FILE, load_samples)
@@ -99,6 +102,9 @@ def summarize(profile: Profile) -> dict:
     stats["warmup"] = runner.get("warmup")
     stats["requested"] = runner.get("steps_requested")
     stats["boundaries_seen"] = runner.get("boundaries")
+    stats["limit"] = runner.get("record_limit")
+    if stats["detection"] == TIME_SLICES:
+        stats["slices"] = _slices(profile.steps)
     return {
         "run_dir": str(profile.run_dir),
         "target": meta.get("target"),
@@ -131,6 +137,19 @@ def _capture(run_dir: Path) -> dict | None:
     workload = read_json(path, "captured workload")
     optimizer = workload.get("optimizer") or {}
     return {**{k: workload.get(k) for k in _CAPTURE_FIELDS}, "optimizer": optimizer.get("class")}
+
+
+def _slices(steps: pd.DataFrame) -> list[dict]:
+    """The time slices as rows: where each starts (ms from the recording's start), its ops and phases."""
+    if steps.empty:
+        return []
+    origin = float(steps["start_us"].min())
+    rows = []
+    for row in steps.to_dict(orient="records"):
+        rows.append({"slice": int(row["step"]), "start_ms": round((row["start_us"] - origin) / 1000.0, 3),
+                     **{k: round(float(v), 3) for k, v in row.items() if k.endswith("_ms")},
+                     "top_op": row["top_op"] if isinstance(row["top_op"], str) else None})
+    return rows
 
 
 def _recommendations(run_dir: Path) -> list[dict]:

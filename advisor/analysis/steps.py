@@ -49,6 +49,37 @@ def step_table(host: pd.DataFrame, first_step: int, recorded_steps: int) -> pd.D
     return pd.DataFrame(rows, columns=columns).sort_values("step").reset_index(drop=True)
 
 
+def slice_table(host: pd.DataFrame, count: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The recorded span cut into ``count`` equal time slices, analysed as steps (a recording that a limit
+    ended before any step boundary): the step table's columns (``step`` is the slice's index) plus
+    ``ops_ms`` (self time of the ops in the slice) and ``top_op``; and ``host`` with each event's slice as
+    its ``step``."""
+    columns = ["step", "start_us", "duration_ms", *(f"{p}_ms" for p in PHASES), "ops_ms", "top_op"]
+    timed = host[host["cat"].isin(("cpu_op", "user_annotation"))]
+    if timed.empty or count < 1:
+        return pd.DataFrame(columns=columns), host
+    start, end = float(timed["ts"].min()), float(timed["end"].max())
+    width = max((end - start) / count, 1e-3)
+    index = np.clip(((host["ts"].to_numpy() - start) // width), 0, count - 1).astype(np.int64)
+    host = host.assign(step=index)
+    ops = host[host["cat"] == "cpu_op"]
+    main_tid = ops.groupby("tid", observed=True)["self_us"].sum().idxmax() if not ops.empty else None
+    annotations = host[(host["cat"] == "user_annotation") & (host["tid"] == main_tid)]
+    phased = annotations.assign(phase=annotations["name"].astype(str).map(phase_of)).dropna(subset=["phase"])
+    rows = []
+    for i in range(count):
+        a, b = start + i * width, start + (i + 1) * width
+        inside = phased[(phased["end"] > a) & (phased["ts"] < b)]
+        mine = ops[ops["step"] == i]
+        by_op = mine.groupby("name", observed=True)["self_us"].sum()
+        row = {"step": i, "start_us": a, "duration_ms": width / 1000.0,
+               **{f"{p}_ms": v / 1000.0 for p, v in _phase_time(inside, a, b).items()},
+               "ops_ms": float(mine["self_us"].sum()) / 1000.0,
+               "top_op": str(by_op.idxmax()) if not by_op.empty and by_op.max() > 0 else None}
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns), host
+
+
 def _phase_time(intervals: pd.DataFrame, start: float, end: float) -> dict[str, float]:
     """Microseconds of [start, end) covered by each phase, overlaps resolved by priority."""
     totals = {p: 0.0 for p in PHASES}

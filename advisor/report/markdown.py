@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advisor.format import gain, human_bytes, measured_gain, ms, pct, relative, spread
+from advisor.format import gain, human_bytes, limit_reason, measured_gain, ms, pct, relative, spread
 from advisor.report.escape import cell, code, fence, plain
 from advisor.verdict import outcome
 
@@ -46,10 +46,16 @@ def _summary(summary: dict) -> list[str]:
              f"- **Outcome**: {plain(summary.get('outcome'))}"]
     if summary.get("error"):
         lines.append(f"- **Error**: {plain(summary['error'])}")
-    if steps.get("count"):
+    if steps.get("detection") == "time_slices":
+        lines.append(f"- **Time slices**: no step boundary found within the {plain(limit_reason(steps.get('limit')))}; "
+                     f"the recording is analysed as {steps.get('count')} time slices of {steps['median_ms']:.1f} ms")
+    elif steps.get("count"):
         iqr = f" (IQR {spread(steps['spread'], 1)})" if steps.get("spread") is not None else ""
         lines.append(f"- **Step time**: median {ms(steps['median_ms'])} ms{iqr} over {steps['count']} recorded "
                      f"steps after {steps.get('warmup')} warmup, found by {plain(steps.get('detection'))}")
+        if steps.get("limit"):
+            lines.append(f"- **Window**: ended after {steps['count']} of {steps.get('requested')} steps because of "
+                         f"the {plain(limit_reason(steps['limit']))}")
     else:
         lines.append("- **Steps**: none recorded; the ops below cover the whole run "
                      "(`advisor.step()` marks steps in a script)")

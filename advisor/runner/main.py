@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import runpy
@@ -19,6 +20,8 @@ from pathlib import Path
 
 from advisor.rundir import FACTS_FILE, OUTCOMES_FILE, RUNNER_FILE, STEPS_FILE, TRIALS_FILE, WORKLOAD_FILE
 from advisor.rundir_io import atomic_write_json, atomic_write_text
+from advisor.runner.limits import (DEFAULT_MEGABYTES, DEFAULT_SECONDS, MEMORY, PRE_STEP, TIME_SLICE_COUNT,
+                                   TIME_SLICES, WINDOW, RecordLimits, Watchdog, limit_text, peak_rss_bytes)
 
 
 @dataclasses.dataclass
@@ -40,14 +43,30 @@ class TrialSettings:
 
 
 class StopScript(BaseException):
-    """Raised from a step boundary once the window is recorded, to end the script early."""
+    """Raised from a step boundary once the window is recorded (or a recording limit), to end the script early."""
+
+
+def _advisor_code(method):
+    """Marks the runner's own bookkeeping: a recording limit passed meanwhile is acted on once it returns."""
+    @functools.wraps(method)
+    def guarded(self, *args):
+        self._busy += 1
+        try:
+            result = method(self, *args)
+        finally:
+            self._busy -= 1
+        if self._limit_pending and not self._busy:
+            self._on_limit()
+        return result
+    return guarded
 
 
 class Runner:
     """State of one run inside the child; ``advisor.step()`` reaches it through :data:`active`."""
 
     def __init__(self, run_dir: Path, warmup: int, steps: int, progress_fd: int | None, keep_running: bool = False,
-                 trials: TrialSettings | None = None, live: LiveSettings | None = None):
+                 trials: TrialSettings | None = None, live: LiveSettings | None = None,
+                 limits: RecordLimits | None = None):
         from advisor.runner.capture import CAPTURED_STEPS, WorkloadCapture
         from advisor.runner.facts import FactRecorder
         from advisor.runner.loaders import LoaderWatch
@@ -82,6 +101,17 @@ class Runner:
             self.window = StepCountdown(warmup, steps)
             self.capture = self.detector.capture = None
             self.detector.live, self.detector.outcomes = live.techniques, live.outcomes
+        #: ends a recording that passes its limits (none in a run of ``--apply``: nothing is recorded)
+        self.watchdog = Watchdog(limits or RecordLimits()) if live is None else None
+        #: which limit ended the recording (``record_limit`` in runner.json), and whether no boundary came first
+        self.limit: dict | None = None
+        self.sliced = False
+        #: why the pre-step recording stopped before a limit or a boundary ended it, if it did
+        self.pre_step_stopped: str | None = None
+        self.in_script = False
+        self._recording: str | None = None
+        self._busy = 0
+        self._limit_pending = False
 
     def report(self, **event) -> None:
         if self._progress is not None:
@@ -90,6 +120,7 @@ class Runner:
             except (OSError, ValueError):
                 self._progress = None
 
+    @_advisor_code
     def _boundary(self, mode: str) -> None:
         if self.live is not None:
             self.live.turns.settle()
@@ -107,24 +138,111 @@ class Runner:
                 capture.step_ended()
         was_recording = self.window.recording
         done = self.window.boundary()
+        self._follow_recording()
+        if self._recording == WINDOW:
+            self.watchdog.note_boundary()
         self.facts.boundary(was_recording, self.window.recording)
         self.detector.label_call_sites = self.window.recording
         if capture is not None and completed == self._arm_at < self.window.warmup:
             capture.armed = True
         self.report(event="step", n=len(self.boundary_times_ns))
         if done:
-            if not self._stopping:
-                self._stopping = True
-                self.write_steps()
-                self.write_workload()
-                self.report(event="window_done")
-                if self.trials is not None:
-                    _safely(self.run_trials)
+            self.window_ended()
             if not self._keep_running:
                 raise StopScript
         if self.live is not None:
             self.live.outcomes.step = len(self.boundary_times_ns)
             self.live.turns.wait(len(self.boundary_times_ns) - 1)
+
+    def window_ended(self) -> None:
+        """The recording is over: save the steps and the captured workload, then run the trials if steps were kept.
+
+        Called at a step's end or once the script stopped, never from a limit's signal handler: that can strike
+        anywhere, inside the script's ``no_grad`` or ``autocast`` too, where no replay can run.
+        """
+        if self._stopping or not self.window.done:
+            return
+        self._stopping = True
+        self.write_steps()
+        self.write_workload()
+        self.report(event="window_done")
+        if self.window.recorded_steps > 0 and self.trials is not None:
+            _safely(self.run_trials)
+
+    # -- recording limits ---------------------------------------------------------------------
+    def after_limit(self) -> None:
+        """Once the script stopped: what the end of a window does, for a recording that a limit ended."""
+        if self.limit is not None:
+            self.window_ended()
+
+    def start_recording(self) -> None:
+        """Start the pre-step recording, under the watchdog of the recording limits."""
+        self.window.start()
+        if self.watchdog is not None:
+            self.watchdog.start(self._limit_signal)
+            self.detector.on_first_call = self._first_call
+            self._follow_recording()
+
+    def stop_watchdog(self) -> None:
+        self.in_script = False
+        if self.watchdog is not None:
+            self.watchdog.stop()
+
+    def _follow_recording(self) -> None:
+        """Arm the watchdog when a recording starts, disarm it when none runs."""
+        active = self.window.active if self.watchdog is not None else None
+        if active != self._recording:
+            self._recording = active
+            self.watchdog.arm(active) if active else self.watchdog.disarm()
+
+    def _first_call(self) -> None:
+        if self.window.active == PRE_STEP:  # the pre-step recording's time counts from here
+            self.watchdog.restart_clock()
+
+    def _limit_signal(self) -> None:
+        """The watchdog's signal, in the main thread: between two bytecodes of the script, or of advisor."""
+        if not self.in_script:
+            return
+        if self._busy:
+            self._limit_pending = True
+            return
+        self._on_limit()
+
+    def _on_limit(self) -> None:
+        """End the recording that passed a limit (the script too, unless ``--keep-running``)."""
+        self._limit_pending = False
+        reason, active = self.watchdog.tripped, self.window.active
+        if reason is None or active is None:
+            return
+        self._busy += 1
+        try:
+            state = self.watchdog.state()
+            if reason == MEMORY and active == PRE_STEP and self._scripts_own_growth():
+                return
+            self._recording = None
+            self.watchdog.disarm()
+            self.sliced = active == PRE_STEP
+            self.limit = {"reason": reason, "recording": active, **state}
+            self.report(event="limit", reason=reason)
+            print(f"advisor: {limit_text(reason, state)}; "
+                  + ("stopping the script" if not self._keep_running else "the script goes on"), file=sys.stderr)
+            self.window.finish()  # the trials and the rest wait for the next step's end, or the script's
+            self.facts.boundary(False, False)
+            self.detector.label_call_sites = False
+        finally:
+            self._busy -= 1
+        if not self._keep_running:
+            raise StopScript
+
+    def _scripts_own_growth(self) -> bool:
+        """Stop the pre-step recording and see what its events took. Little: the memory that grew was the
+        script's own (a dataset, a first step's activations); what was recorded is kept, and only time counts."""
+        cost = self.window.stop_pre_step()
+        if cost * 4 >= self.watchdog.limits.megabytes * 2**20:
+            return False
+        self.watchdog.memory_off()
+        self.pre_step_stopped = f"the script's own memory grew (saving the recording took {cost / 2**20:.0f} MB)"
+        return True
 
     def write_workload(self) -> None:
         """Check the captured workload by replaying it once, and describe it in ``workload.json``."""
@@ -151,16 +269,20 @@ class Runner:
             finally:
                 self.detector.paused = False
         elif record["reason"] is None:
-            record["reason"] = "the script ended before the step before the window"
+            record["reason"] = ("no step boundary was found before the recording limit" if self.sliced
+                                else "the script ended before the step before the window")
         atomic_write_json(self.run_dir / WORKLOAD_FILE, record)
 
     def record(self) -> dict:
         """What ``runner.json`` says about steps and the window (so far)."""
-        record = {"step_detection": self.detector.mode, "boundaries": len(self.boundary_times_ns),
+        record = {"step_detection": TIME_SLICES if self.sliced else self.detector.mode,
+                  "boundaries": len(self.boundary_times_ns),
                   "warmup": self.window.warmup, "steps_requested": self.window.steps,
                   "recorded_steps": self.window.recorded_steps, "trace_written": self.window.trace_written,
                   "window_cpu_seconds": self.window.window_cpu_seconds,
-                  "window_wall_seconds": self.window.window_wall_seconds}
+                  "window_wall_seconds": self.window.window_wall_seconds,
+                  "record_limit": self.limit, "time_slices": TIME_SLICE_COUNT if self.sliced else None,
+                  "pre_step_stopped": self.pre_step_stopped, "peak_rss_bytes": peak_rss_bytes()}
         if self.live is not None:
             record["applied"] = self.live.techniques.names if self.live.techniques else []
         return record
@@ -219,11 +341,13 @@ class Runner:
         if self.live is not None:
             self.live.outcomes.write(self.run_dir / OUTCOMES_FILE)
 
+    @_advisor_code
     def _restart(self) -> None:
         from advisor.runner.capture import WorkloadCapture
 
         self.capture = self.detector.capture = WorkloadCapture()
         self.window.restart()
+        self._follow_recording()
         self.facts.restart()
         self.detector.label_call_sites = False
         if self.boundary_times_ns:
@@ -270,6 +394,15 @@ def _run_target(target: str, is_module: bool, args: list[str]) -> None:
         runpy.run_path(path, run_name="__main__")
 
 
+def _run_script(runner: Runner, target: str, is_module: bool, args: list[str]) -> None:
+    """Run the target; only meanwhile may a recording limit stop it."""
+    runner.in_script = True
+    try:
+        _run_target(target, is_module, args)
+    finally:
+        runner.in_script = False
+
+
 def _script_traceback(exc: BaseException) -> str:
     """The traceback as ``python SCRIPT`` would print it: advisor's and runpy's frames dropped."""
     tb = exc.__traceback__
@@ -298,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare", action="store_true", help="a run of --apply: steps timed in turns")
     parser.add_argument("--apply", default="", help="techniques to apply to the running model (with --compare)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--record-limit-s", type=float, default=DEFAULT_SECONDS)
+    parser.add_argument("--record-limit-mb", type=float, default=DEFAULT_MEGABYTES)
     parser.add_argument("target")
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
@@ -326,17 +461,18 @@ def main(argv: list[str] | None = None) -> int:
         record.update(outcome="apply_refused", exit_code=None, error=str(exc))
         atomic_write_json(run_dir / RUNNER_FILE, record)
         return 1
-    runner = active = Runner(run_dir, ns.warmup, ns.steps, progress_fd, ns.keep_running, trials, live)
+    limits = RecordLimits(seconds=ns.record_limit_s, megabytes=ns.record_limit_mb)
+    runner = active = Runner(run_dir, ns.warmup, ns.steps, progress_fd, ns.keep_running, trials, live, limits)
     exit_code = 0
     try:
         runner.detector.install()
         undo_gradient_watch = install_gradient_watch(lambda: runner.capture)
         runner.loaders.install()
         runner.facts.install()
-        runner.window.start()
-        _run_target(ns.target, ns.module, args)
+        runner.start_recording()
+        _run_script(runner, ns.target, ns.module, args)
     except StopScript:
-        record["outcome"] = "stopped_after_window"
+        record["outcome"] = "stopped_at_limit" if runner.limit is not None else "stopped_after_window"
     except ApplyRefused as exc:
         exit_code = 1
         record.update(outcome="apply_refused", exit_code=None, error=str(exc))
@@ -363,13 +499,15 @@ def main(argv: list[str] | None = None) -> int:
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        runner.stop_watchdog()
         runner.detector.uninstall()
         undo_gradient_watch()
         runner.loaders.uninstall()
         runner.facts.uninstall()
         sys.stdout.flush()
         sys.stderr.flush()
-        record["problems"] = [problem for problem in (_safely(runner.window.finish), _safely(runner.write_steps),
+        record["problems"] = [problem for problem in (_safely(runner.window.finish), _safely(runner.after_limit),
+                                                      _safely(runner.write_steps),
                                                       _safely(runner.write_workload), _safely(runner.write_facts),
                                                       _safely(runner.write_outcomes), runner.facts.failure)
                               if problem]

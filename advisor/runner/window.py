@@ -4,6 +4,8 @@ Until the first step boundary a light recording (ops, shapes, memory; no Python 
 script that never steps still yields an op table. At the first boundary it is dropped; the window's
 recording (with Python stacks) is prepared one step before the window and started at its first step.
 Each recorded step is annotated ``ProfilerStep#<n>``, as ``torch.profiler.profile.step()`` does.
+Both recordings are bounded by the runner's limits (:mod:`advisor.runner.limits`), which end them
+through :meth:`ProfilerWindow.finish`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from torch.profiler import record_function
 
 from advisor.rundir import TRACE_FILE
+from advisor.runner.limits import PRE_STEP, WINDOW, heap_in_use, release_memory, rss_bytes
 
 
 class _Recording:
@@ -35,6 +38,7 @@ class _Recording:
                 use_device="cuda" if torch.cuda.is_available() else None, record_shapes=True,
                 profile_memory=True, with_stack=with_stack, use_kineto=True)
         self._with_stack = with_stack
+        self._stopped = False
 
     def prepare(self) -> None:
         self._profile._prepare_trace()
@@ -49,7 +53,9 @@ class _Recording:
             torch.autograd._add_metadata_json(key, value)
 
     def stop(self) -> None:
-        self._profile.__exit__(None, None, None)
+        if not self._stopped:
+            self._stopped = True
+            self._profile.__exit__(None, None, None)
 
     def export(self, path: str) -> None:
         self._profile.export_chrome_trace(path)
@@ -87,11 +93,24 @@ class ProfilerWindow:
         """True while the window's steps are being recorded."""
         return self._window_started and not self.done
 
+    @property
+    def active(self) -> str | None:
+        """The recording running now: ``"pre_step"``, ``"window"`` or None."""
+        if self.done:
+            return None
+        return WINDOW if self._window_started else PRE_STEP if self._pre is not None else None
+
     def start(self) -> None:
         """Start the light pre-step recording."""
         self._pre = _Recording(with_stack=False)
         self._pre.prepare()
         self._pre.start()
+
+    def stop_pre_step(self) -> int:
+        """Stop the pre-step recording (``finish`` still exports it); the memory the stop took, in bytes."""
+        before = heap_in_use() or rss_bytes()
+        self._pre.stop()
+        return (heap_in_use() or rss_bytes()) - before
 
     def boundary(self) -> bool:
         """A step ended. Advance the window; True when the last recorded step has just ended."""
@@ -102,6 +121,7 @@ class ProfilerWindow:
         if b == 1 and self._pre is not None:
             self._pre.stop()
             self._pre = None
+            release_memory()
         if self._window_started:
             self._close_step_label()
             self.recorded_steps += 1
@@ -146,6 +166,7 @@ class ProfilerWindow:
         elif self._window is not None:
             self._window.stop()
         self._pre = self._window = None
+        release_memory()
 
     def _close_step_label(self) -> None:
         if self._step_label is not None:

@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from advisor.format import PHASE_STYLES, human_bytes, ms, pct, relative, short_source, spread
+from advisor.format import PHASE_STYLES, human_bytes, limit_reason, ms, pct, relative, short_source, spread
 from advisor.views.findings import render_findings
 from advisor.views.recommendations import render_recommendations
 
@@ -16,10 +16,18 @@ HOT_OPS_SHOWN = 10
 
 def _steps_line(summary: dict) -> Text:
     steps = summary.get("steps") or {}
+    limit = steps.get("limit")
+    if steps.get("detection") == "time_slices":
+        return Text.assemble(("No step boundary found within the limit", "bold yellow"),
+                             f" ({limit_reason(limit)}): analysed as {steps.get('count') or 0} time slices of "
+                             f"{steps.get('median_ms') or 0:.1f} ms. Call advisor.step() at the end of each step "
+                             "to mark them, or raise the limit.")
+    ended = (f"the window ended after {steps.get('count') or 0} of {steps.get('requested')} steps because of the "
+             f"{limit_reason(limit)}") if limit else None
     if not steps.get("count"):
         detection = steps.get("detection")
-        why = ("no step boundary was seen" if not detection
-               else f"steps were found by {detection} but none was recorded")
+        why = ended or ("no step boundary was seen" if not detection
+                        else f"steps were found by {detection} but none was recorded")
         return Text.assemble(("No steps found", "bold yellow"),
                              f": {why}. Ops below cover the whole run; call advisor.step() at the end of "
                              "each step to mark them.")
@@ -29,6 +37,7 @@ def _steps_line(summary: dict) -> Text:
         (str(steps.get("detection")), "bold"), " · median ", (f"{steps['median_ms']:.2f} ms", "bold"),
         f" (IQR {spread(iqr, 1)})" if iqr is not None else "",
         f" · min {steps['min_ms']:.2f} / max {steps['max_ms']:.2f} ms",
+        *((("\n  " + ended, "yellow"),) if ended else ()),
     )
 
 
@@ -62,11 +71,27 @@ def _capture_line(summary: dict) -> Text | None:
                          f" · replay reproduces it ({', '.join(errors)})" if errors else "")
 
 
+def _slices_table(summary: dict) -> Table | None:
+    slices = (summary.get("steps") or {}).get("slices") or []
+    if not slices:
+        return None
+    table = Table(title="Time slices (no step boundary was found)", title_justify="left", box=None, pad_edge=False)
+    for header in ("slice", "from ms", "ops ms", "forward ms", "backward ms"):
+        table.add_column(header, justify="right")
+    table.add_column("top op", overflow="ellipsis", no_wrap=True, max_width=40)
+    for row in slices:
+        table.add_row(str(row["slice"]), f"{row['start_ms']:.0f}", f"{row.get('ops_ms') or 0:.1f}",
+                      f"{row.get('forward_ms') or 0:.1f}", f"{row.get('backward_ms') or 0:.1f}",
+                      escape(row.get("top_op") or ""))
+    return table
+
+
 def _breakdown_table(summary: dict, width: int = 40) -> Table | None:
     parts = summary.get("breakdown") or {}
     if not parts:
         return None
-    table = Table(title="Where a step goes (mean)", title_justify="left", show_header=True, box=None,
+    unit = "time slice" if (summary.get("steps") or {}).get("detection") == "time_slices" else "step"
+    table = Table(title=f"Where a {unit} goes (mean)", title_justify="left", show_header=True, box=None,
                   pad_edge=False)
     table.add_column("phase")
     table.add_column("ms", justify="right")
@@ -155,9 +180,9 @@ def render_summary(summary: dict, snippets: bool = False) -> Group:
     header = Text.assemble(("advisor ", "bold"), str(target.get("name", "")),
                            f"  ({summary.get('outcome')})")
     parts = [header, _steps_line(summary)]
-    for block in (_capture_line(summary), _breakdown_table(summary), _hot_ops_table(summary), _memory_lines(summary),
-                  _utilisation_line(summary), render_findings(summary), render_recommendations(summary, snippets),
-                  _collectors_line(summary)):
+    for block in (_capture_line(summary), _slices_table(summary), _breakdown_table(summary), _hot_ops_table(summary),
+                  _memory_lines(summary), _utilisation_line(summary), render_findings(summary),
+                  render_recommendations(summary, snippets), _collectors_line(summary)):
         if block is not None:
             parts.append(block)
     parts.append(Text.assemble(("Run directory ", "bold"), str(summary.get("run_dir"))))

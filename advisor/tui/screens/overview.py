@@ -63,6 +63,10 @@ def _steps(summary: dict) -> Text:
         text.append(": no step boundary was recorded, so there is no step time or breakdown; the ops cover "
                     "the whole run. Call advisor.step() at the end of each step to mark them.")
         return text
+    if steps.get("detection") == "time_slices":
+        text.append("No step boundary found within the limit", style="bold yellow")
+        text.append(f": {steps['count']} time slices of {steps['median_ms']:.1f} ms; mean slice:")
+        return text
     iqr = steps.get("spread")
     text.append("Step ", style="bold")
     text.append(f"{steps['median_ms']:.2f} ms", style="bold")
