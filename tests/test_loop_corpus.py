@@ -31,6 +31,10 @@ class Loop:
     training: bool
     optimizer: str | None  # the optimizer's class name; None for updates by hand
     args: tuple[str, ...] = ()
+    #: "reproduced", or words of the reason why the step is not replayed (not captured, or not reproduced)
+    replay: str = "reproduced"
+    calls: int = 1  # model calls per step (accumulation, siamese)
+    between: str = ""  # words of what runs between backward and the optimizer step
 
     @property
     def boundaries(self) -> int:
@@ -41,22 +45,29 @@ class Loop:
 
 CORPUS = [
     Loop("manual_sgd", "manual_sgd.py", "backward", True, None),
-    Loop("autocast_scaler_accum", "autocast_scaler_accum.py", "optimizer", True, "SGD"),
-    Loop("scaler_skips_steps", "autocast_scaler_accum.py", "optimizer", True, "SGD", ("--inf-every", "3")),
-    Loop("clip_grad", "clip_grad.py", "optimizer", True, "AdamW"),
+    Loop("autocast_scaler_accum", "autocast_scaler_accum.py", "optimizer", True, "SGD", calls=4,
+         between="GradScaler unscale"),
+    Loop("scaler_skips_steps", "autocast_scaler_accum.py", "optimizer", True, "SGD", ("--inf-every", "3"),
+         calls=4, between="GradScaler unscale"),
+    Loop("clip_grad", "clip_grad.py", "optimizer", True, "AdamW", between="clip_grad_norm_(max_norm=1)"),
     Loop("logits_loss_tuple", "logits_loss_tuple.py", "optimizer", True, "Adam"),
     Loop("dict_output", "dict_output.py", "optimizer", True, "SGD"),
     Loop("dataclass_output", "dict_output.py", "optimizer", True, "SGD", ("--output", "dataclass")),
     Loop("loss_outside", "loss_outside.py", "optimizer", True, "SGD"),
-    Loop("lbfgs_closure", "lbfgs_closure.py", "optimizer", True, "LBFGS"),
-    Loop("gan_two_optimizers", "gan_two_optimizers.py", "optimizer", True, "Adam"),
-    Loop("siamese", "siamese.py", "optimizer", True, "SGD"),
+    Loop("lbfgs_closure", "lbfgs_closure.py", "optimizer", True, "LBFGS", calls=5,
+         replay="LBFGS re-evaluates the script's loss in a closure"),
+    Loop("gan_two_optimizers", "gan_two_optimizers.py", "optimizer", True, None,
+         replay="the step trains 2 models"),
+    Loop("siamese", "siamese.py", "optimizer", True, "SGD", calls=2),
     Loop("eval_between", "eval_between.py", "optimizer", True, "SGD", ("--eval-every", "2")),
     Loop("rnn_hidden_manual", "rnn_hidden_carried.py", "backward", True, None),
-    Loop("rnn_hidden_optim", "rnn_hidden_carried.py", "optimizer", True, "SGD", ("--update", "optim")),
+    Loop("rnn_hidden_optim", "rnn_hidden_carried.py", "optimizer", True, "SGD", ("--update", "optim"),
+         between="clip_grad_norm_(max_norm=0.25)"),
     Loop("lazy_first_step", "lazy_first_step.py", "optimizer", True, "Adam"),
-    Loop("autograd_grad", "autograd_grad.py", "backward", True, None),
-    Loop("no_module_manual", "no_module_manual.py", "backward", True, None),
+    Loop("autograd_grad", "autograd_grad.py", "backward", True, None,
+         replay="the script's parameter gradients were not seen"),
+    Loop("no_module_manual", "no_module_manual.py", "backward", None, None,
+         replay="no module with parameters was called"),
 ]
 
 
@@ -86,11 +97,26 @@ def corpus_runs(tmp_path_factory) -> dict[str, CorpusRun]:
 
 
 def check_capture(loop: Loop, run: CorpusRun) -> None:
-    """The captured step against the table: ``loop.training`` and ``loop.optimizer`` (class name or None).
-
-    TODO(lead): assert workload.json here once the new capture is merged, e.g.
-    ``workload["training"] == loop.training`` and the optimizer's class name.
-    """
+    """The captured step against the table, and the replay's check against the script's own step: exact where it
+    reproduces it (outputs, gradients as backward left them, the optimizer's update), else refused with why."""
+    workload = json.loads((run.run_dir / "workload.json").read_text())
+    assert workload["training"] == loop.training
+    optimizer = (workload.get("optimizer") or {}).get("class")
+    assert (optimizer.rsplit(".", 1)[-1] if optimizer else None) == loop.optimizer
+    replay = workload.get("replay") or {}
+    if loop.replay != "reproduced":
+        assert not (workload["captured"] and replay["reproduced"])
+        assert loop.replay in (replay.get("why") or workload["reason"])
+        return
+    assert workload["captured"] and replay["reproduced"], replay
+    assert workload["calls_per_step"] == loop.calls
+    assert workload["captured_steps"] == 2, "--warmup 3: the two steps after the first one are captured"
+    assert replay["output_rel_error"] < 1e-6 and replay["grad_rel_error"] < 1e-6
+    assert (replay.get("update_rel_error") is None) == (loop.optimizer is None), "the update is checked with an optimizer"
+    if loop.optimizer:
+        assert replay["update_rel_error"] < 1e-6
+    assert any(loop.between in action for action in workload["between_backward_and_step"]) if loop.between \
+        else workload["between_backward_and_step"] == []
 
 
 @pytest.mark.parametrize("loop", CORPUS, ids=lambda loop: loop.name)
