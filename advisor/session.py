@@ -380,6 +380,8 @@ def profile(options: ProfileOptions, show_progress: bool, on_update: ProgressLis
             "available": bool(runner.get("trace_written")),
             "reason": ("CPU ops, shapes, memory, Python stacks" + ("; CUDA kernels" if cuda else "; no CUDA device"))
             if runner.get("trace_written") else f"no trace: the script ended as {runner.get('outcome')} first"}
+    elif error is not None:  # the script's process died before it could save anything
+        collector_status["torch_profiler"] = {"available": False, "reason": f"no trace: {error}"}
     meta.update(ended_at=time.time(), duration_s=round(time.time() - started, 3))
     write_meta(run_dir, meta)
     return RunResult(run_dir=run_dir, meta=meta, error=error)

@@ -147,3 +147,5 @@ def test_a_killed_script_names_the_signal(tmp_path, signame, expected):
         "the report of a wrapper (perf stat) is not passed on"
     assert no_advisor_traceback(proc.stderr)
     assert (tmp_path / "run" / "samples.csv").exists(), "what was collected is kept"
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["collectors"]["torch_profiler"]["available"] is False
