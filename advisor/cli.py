@@ -122,7 +122,7 @@ def _console(stderr: bool = False):
 
 
 def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]) -> int:
-    from advisor.analysis.profile import analyse, write_analysis
+    from advisor.pipeline import analyse_run
     from advisor.session import ProfileOptions, profile
 
     if bool(ns.script) == bool(ns.module):
@@ -146,7 +146,7 @@ def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]
     if error is None or result.meta.get("outcome") not in ("not_found", "no_torch"):
         try:
             with err.status("analysing the run", spinner="dots") if err.is_terminal else nullcontext():
-                summary = write_analysis(analyse(result.run_dir))
+                summary = analyse_run(result.run_dir)
         except RunDirError as exc:
             error = error or exc
         except Exception as exc:  # a bug of advisor's: keep the recording, say where it is
@@ -203,14 +203,14 @@ def _print_comparison(comparison: dict, meta: dict, as_json: bool) -> None:
 
 def _cmd_show(ns: argparse.Namespace) -> int:
     from advisor.rundir import COMPARISON_FILE, load_meta, newest_run, read_json
-    from advisor.store import load_summary
+    from advisor.pipeline import summary_of
 
     run_dir = ns.run if ns.run is not None else newest_run()
     meta = load_meta(run_dir)
     if meta.get("kind") == "comparison":
         _print_comparison(read_json(Path(run_dir) / COMPARISON_FILE, "comparison"), meta, ns.json)
         return 0
-    summary = load_summary(run_dir)
+    summary = summary_of(run_dir)
     if ns.json:
         print(json.dumps(summary, default=str))
     else:

@@ -1,6 +1,6 @@
 """Findings: every findings plugin asked about one analysed run, the answers ranked for the summary.
 
-Runs in advisor's own process as part of the analysis (:func:`advisor.analysis.profile.write_analysis`).
+Runs in advisor's own process as part of the analysis (:func:`advisor.pipeline.analyse_run`).
 The plugins blocked with ``-p no:NAME`` and the finding ids dropped with ``--no-finding ID`` are read
 from the run's settings in ``meta.json``, so that ``advisor show`` re-analyses a run the same way.
 """

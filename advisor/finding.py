@@ -13,7 +13,7 @@ import functools
 import numpy as np
 import pandas as pd
 
-from advisor.analysis.hot_ops import display_source
+from advisor.format import display_source
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 #: the colour of each phase of a step, in the terminal and the TUI (the report's plots have their own)
 PHASE_STYLES = {"data": "yellow", "forward": "cyan", "backward": "magenta", "optimizer": "green", "other": "grey50"}
 
@@ -60,3 +62,13 @@ def limit_reason(limit: dict | None) -> str:
     if limit.get("reason") == "time":
         return f"time limit of {limit.get('limit_s'):g} s"
     return f"memory limit of {limit.get('limit_mb'):g} MB"
+
+
+def display_source(site: str | None, cwd: str | None = None) -> str:
+    """``file:line`` shortened: relative to ``cwd`` when inside it."""
+    if not site:
+        return ""
+    path, _, line = site.rpartition(":")
+    if cwd and path.startswith(cwd.rstrip(os.sep) + os.sep):
+        path = os.path.relpath(path, cwd)
+    return f"{path}:{line}"

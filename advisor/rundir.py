@@ -22,6 +22,7 @@ Layout, format version 1 (every file written atomically; no pickle):
 ``perf_stat.csv``                     ``perf stat`` counters of the child, when perf works
 ``summary.json``                      the analysis (what ``--json`` prints and ``advisor show`` shows)
 ``hot_ops.csv``                       the full hot-op table
+``window_steps.csv``                  the recorded steps (or time slices) with their phases
 ====================================  ===============================================================
 
 A run of ``advisor profile --apply`` holds ``meta.json``, ``comparison.json`` (step times and loss
@@ -52,6 +53,10 @@ TRIALS_FILE = "trials.json"
 SUMMARY_FILE = "summary.json"
 OUTCOMES_FILE = "outcomes.csv"
 COMPARISON_FILE = "comparison.json"
+HOT_OPS_FILE = "hot_ops.csv"
+WINDOW_STEPS_FILE = "window_steps.csv"
+#: ``runner.json``'s ``step_detection`` when no step boundary came before a recording limit
+TIME_SLICES = "time_slices"
 DEFAULT_STORE = Path(".advisor") / "runs"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from advisor.errors import RunDirError
-from advisor.rundir import DEFAULT_STORE, META_FILE, STEPS_FILE, SUMMARY_FILE, load_meta, read_json
+from advisor.rundir import DEFAULT_STORE, HOT_OPS_FILE, META_FILE, STEPS_FILE, SUMMARY_FILE, load_meta, read_json
 
 
 #: outcomes of a run whose script did what it was asked (ran to its end, or was stopped after the window)
@@ -32,16 +32,17 @@ class RunEntry:
         return self.path.name
 
 
-def load_summary(run_dir: Path) -> dict:
-    """The run's summary: ``summary.json``, else analysed now from the raw artifacts (and saved)."""
-    from advisor.analysis.profile import analyse, write_analysis
-
+def read_summary(run_dir: Path) -> dict | None:
+    """The run's saved summary (``summary.json``, its ``run_dir`` set to where it is now), or None when the
+    run was not analysed yet (:func:`advisor.pipeline.summary_of` analyses it)."""
     run_dir = Path(run_dir)
     if load_meta(run_dir).get("kind") == "comparison":
         raise RunDirError(f"{run_dir}: a comparison made by `advisor profile --apply`, not a profiled run; "
                           "`advisor show RUN` prints it")
     path = run_dir / SUMMARY_FILE
-    summary = read_json(path, "summary") if path.exists() else write_analysis(analyse(run_dir))
+    if not path.exists():
+        return None
+    summary = read_json(path, "summary")
     summary["run_dir"] = str(run_dir.resolve())
     return summary
 
@@ -71,8 +72,6 @@ def list_runs(store: Path = DEFAULT_STORE) -> list[RunEntry]:
 
 def hot_ops_table(summary: dict) -> list[dict]:
     """Every op of the run (``hot_ops.csv``), else the summary's top ops."""
-    from advisor.analysis.profile import HOT_OPS_FILE
-
     path = Path(summary.get("run_dir") or "") / HOT_OPS_FILE
     if not path.is_file():
         return list(summary.get("hot_ops") or [])
@@ -82,14 +81,6 @@ def hot_ops_table(summary: dict) -> list[dict]:
         raise RunDirError(f"{path}: corrupt hot-op table ({exc})") from None
     frame = frame.astype(object).where(frame.notna(), None)
     return frame.to_dict(orient="records")
-
-
-def compare_runs(a: dict, b: dict) -> dict:
-    """:func:`~advisor.analysis.compare.compare` of two summaries over every op of both runs, not only
-    the summaries' top ops (an op just out of one run's top would look gone from it)."""
-    from advisor.analysis.compare import compare
-
-    return compare({**a, "hot_ops": hot_ops_table(a)}, {**b, "hot_ops": hot_ops_table(b)})
 
 
 def memory_timeline(summary: dict) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from advisor.analysis.profile import analyse, write_analysis
+from advisor.pipeline import analyse_run
 from advisor.finding import Finding
 from advisor.views.summary import render_summary
 from conftest import CORES, SCRIPTS, install_plugin, no_advisor_traceback, profile_json
@@ -122,7 +122,7 @@ def _analysed(tmp_path, name, **settings) -> dict:
         meta = json.loads((run / "meta.json").read_text())
         meta["settings"].update(settings)
         (run / "meta.json").write_text(json.dumps(meta))
-    return write_analysis(analyse(run))
+    return analyse_run(run)
 
 
 GPU_RULES = [
@@ -196,7 +196,7 @@ def test_measured_effect_comes_from_the_linked_technique(tmp_path, monkeypatch):
     shutil.copytree(SYNTHETIC / "mistakes", run)
     (run / "trials.json").write_text(json.dumps({"techniques": [
         {"technique": "dtype", "measured": {"speedup": 1.8, "spread": 0.05, "projected_speedup": 1.4}}]}))
-    linked = _findings(write_analysis(analyse(run)))["linked"]
+    linked = _findings(analyse_run(run))["linked"]
     assert linked["measured"] == {"by": "technique dtype", "speedup": 1.8, "spread": 0.05, "whole_step_speedup": 1.4}
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pandas as pd
 
 from advisor.analysis.flops import attach_flops
+from advisor.format import display_source
 
 HOT_OP_COLUMNS = ["name", "self_time_ms", "share", "calls", "device_time_ms", "shapes", "flops",
                   "gflops_per_s", "source"]
@@ -24,16 +24,6 @@ def _shape_text(dims) -> str:
         elif dim and all(isinstance(d, list) for d in dim):
             shapes.append(f"{len(dim)} tensors")
     return ", ".join(shapes)
-
-
-def display_source(site: str | None, cwd: str | None = None) -> str:
-    """``file:line`` shortened: relative to ``cwd`` when inside it."""
-    if not site:
-        return ""
-    path, _, line = site.rpartition(":")
-    if cwd and path.startswith(cwd.rstrip(os.sep) + os.sep):
-        path = os.path.relpath(path, cwd)
-    return f"{path}:{line}"
 
 
 def device_time(host: pd.DataFrame, events: pd.DataFrame) -> pd.Series:

@@ -17,12 +17,7 @@ from advisor.collectors.nvml import GPU_SAMPLES_FILE, load_gpu_samples
 from advisor.collectors.perf_stat import PERF_STAT_FILE, load_perf_stat
 from advisor.collectors.psutil_sampler import SAMPLES_FILE, load_samples
 from advisor.errors import RunDirError
-from advisor.rundir import RUNNER_FILE, SUMMARY_FILE, TRACE_FILE, TRIALS_FILE, WORKLOAD_FILE, load_meta, read_json
-from advisor.rundir_io import atomic_write_csv, atomic_write_json
-from advisor.runner.limits import TIME_SLICES
-
-HOT_OPS_FILE = "hot_ops.csv"
-WINDOW_STEPS_FILE = "window_steps.csv"
+from advisor.rundir import RUNNER_FILE, TIME_SLICES, TRACE_FILE, TRIALS_FILE, WORKLOAD_FILE, load_meta, read_json
 SUMMARY_HOT_OPS = 15
 
 
@@ -178,16 +173,3 @@ def _clean(row: dict) -> dict:
         else:
             out[k] = v
     return out
-
-
-def write_analysis(profile: Profile) -> dict:
-    """Analyse results into the run directory (``summary.json``, ``hot_ops.csv``, ``window_steps.csv``):
-    the summary with the findings plugins' ``findings`` added."""
-    from advisor.diagnosis import diagnose
-
-    summary = summarize(profile)
-    summary.update(diagnose(profile, summary))
-    atomic_write_csv(profile.run_dir / HOT_OPS_FILE, profile.hot_ops)
-    atomic_write_csv(profile.run_dir / WINDOW_STEPS_FILE, profile.steps)
-    atomic_write_json(profile.run_dir / SUMMARY_FILE, summary)
-    return summary

@@ -8,7 +8,8 @@ from pathlib import Path
 from advisor.errors import ReportNotWritten
 from advisor.report.markdown import render_comparison, render_report
 from advisor.rundir_io import atomic_write_text
-from advisor.store import compare_runs, load_summary, memory_timeline
+from advisor.pipeline import compare_runs, summary_of
+from advisor.store import memory_timeline
 
 FORMATS = ("md", "json")
 
@@ -32,7 +33,7 @@ def write_report(run_dir: Path, out: Path, fmt: str = "md") -> Path:
     """Write the report of ``run_dir`` to ``out``; markdown links the PNGs written beside it."""
     from advisor.report import plots
 
-    summary = load_summary(run_dir)
+    summary = summary_of(run_dir)
     if fmt == "json":
         return _written(out, lambda _: json.dumps(summary, indent=2, default=str) + "\n", {}, {})
     paths = _plot_paths(out, ("breakdown", "memory", "gains"))
@@ -47,7 +48,7 @@ def write_comparison(run_a: Path, run_b: Path, out: Path, fmt: str = "md") -> Pa
     """Write the comparison of ``run_b`` against ``run_a`` to ``out``."""
     from advisor.report import plots
 
-    a, b = load_summary(run_a), load_summary(run_b)
+    a, b = summary_of(run_a), summary_of(run_b)
     comparison = compare_runs(a, b)
     if fmt == "json":
         return _written(out, lambda _: json.dumps(comparison, indent=2, default=str) + "\n", {}, {})

@@ -45,7 +45,6 @@ TIME, MEMORY = "time", "memory"
 PRE_STEP, WINDOW = "pre_step", "window"
 #: the step detection of a recording that a limit ended before any step boundary, and how many equal
 #: slices of time the analysis cuts it into
-TIME_SLICES = "time_slices"
 TIME_SLICE_COUNT = 10
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 

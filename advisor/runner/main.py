@@ -18,10 +18,11 @@ import time
 import traceback
 from pathlib import Path
 
-from advisor.rundir import FACTS_FILE, OUTCOMES_FILE, RUNNER_FILE, STEPS_FILE, TRIALS_FILE, WORKLOAD_FILE
+from advisor.rundir import (FACTS_FILE, OUTCOMES_FILE, RUNNER_FILE, STEPS_FILE, TIME_SLICES, TRIALS_FILE,
+                            WORKLOAD_FILE)
 from advisor.rundir_io import atomic_write_json, atomic_write_text
 from advisor.runner.limits import (DEFAULT_MEGABYTES, DEFAULT_SECONDS, MEMORY, PRE_STEP, TIME_SLICE_COUNT,
-                                   TIME_SLICES, WINDOW, RecordLimits, Watchdog, limit_text, peak_rss_bytes)
+                                   WINDOW, RecordLimits, Watchdog, limit_text, peak_rss_bytes)
 
 
 @dataclasses.dataclass

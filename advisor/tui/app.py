@@ -10,7 +10,7 @@ from textual.reactive import var
 
 from advisor.errors import RunDirError
 from advisor.rundir import DEFAULT_STORE, newest_run
-from advisor.store import load_summary
+from advisor.pipeline import summary_of
 
 
 class AdvisorApp(App):
@@ -43,7 +43,7 @@ class AdvisorApp(App):
     def open_run(self, run_dir: Path | None) -> None:
         """Show ``run_dir`` (None: the newest run of the store), or the reason it cannot be shown."""
         try:
-            summary = load_summary(run_dir if run_dir is not None else newest_run(self.store))
+            summary = summary_of(run_dir if run_dir is not None else newest_run(self.store))
         except RunDirError as exc:
             self.problem, self.summary = str(exc), None
             return

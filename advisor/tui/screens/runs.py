@@ -16,7 +16,8 @@ from textual.widgets import DataTable, Static, TabPane
 
 from advisor.errors import RunDirError
 from advisor.format import gain, ms
-from advisor.store import FINE_OUTCOMES, RunEntry, compare_runs, list_runs, load_summary
+from advisor.pipeline import compare_runs, summary_of
+from advisor.store import FINE_OUTCOMES, RunEntry, list_runs
 
 
 class RunsPane(TabPane):
@@ -78,7 +79,7 @@ class RunsPane(TabPane):
             self.notify("open a run and select another one to compare them", severity="warning")
             return
         try:
-            other = load_summary(run.path)
+            other = summary_of(run.path)
         except RunDirError as exc:
             view.update(Text(str(exc), style="yellow"))
             return

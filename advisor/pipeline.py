@@ -1,0 +1,42 @@
+"""One run's analysis, in one direction: raw artifacts → :class:`~advisor.analysis.profile.Profile` →
+findings → ``summary.json`` and the tables beside it. Used by ``advisor profile``, ``advisor show``, the
+reports and the TUI; :mod:`advisor.analysis` itself writes nothing, and :mod:`advisor.store` only reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from advisor.analysis.compare import compare
+from advisor.analysis.profile import analyse, summarize
+from advisor.diagnosis import diagnose
+from advisor.rundir import HOT_OPS_FILE, SUMMARY_FILE, WINDOW_STEPS_FILE
+from advisor.rundir_io import atomic_write_csv, atomic_write_json
+from advisor.store import hot_ops_table, read_summary
+
+
+def analyse_run(run_dir: Path) -> dict:
+    """Analyse the run's raw artifacts and write ``summary.json`` (with the findings), ``hot_ops.csv`` and
+    ``window_steps.csv`` into it; returns the summary."""
+    profile = analyse(Path(run_dir))
+    summary = summarize(profile)
+    summary.update(diagnose(profile, summary))
+    atomic_write_csv(profile.run_dir / HOT_OPS_FILE, profile.hot_ops)
+    atomic_write_csv(profile.run_dir / WINDOW_STEPS_FILE, profile.steps)
+    atomic_write_json(profile.run_dir / SUMMARY_FILE, summary)
+    return summary
+
+
+def summary_of(run_dir: Path) -> dict:
+    """The run's summary: ``summary.json``, else analysed now (and saved)."""
+    summary = read_summary(run_dir)
+    if summary is None:
+        analyse_run(run_dir)
+        summary = read_summary(run_dir)
+    return summary
+
+
+def compare_runs(a: dict, b: dict) -> dict:
+    """:func:`~advisor.analysis.compare.compare` of two summaries over every op of both runs, not only
+    the summaries' top ops (an op just out of one run's top would look gone from it)."""
+    return compare({**a, "hot_ops": hot_ops_table(a)}, {**b, "hot_ops": hot_ops_table(b)})
