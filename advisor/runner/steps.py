@@ -178,18 +178,7 @@ class StepDetector:
             tensors = args[0] if args else kwargs.get("tensors")
             if detector.outcomes is not None:
                 detector.outcomes.backward(tensors)
-            detector._backward_depth += 1
-            try:
-                outermost = detector._backward_starts(tensors, grad_call=False)
-                with torch.profiler.record_function(BACKWARD_LABEL), _labels(detector):
-                    result = autograd_backward(*args, **kwargs)
-            finally:
-                detector._backward_depth -= 1
-            if outermost:
-                if detector.capture is not None:
-                    detector.capture.after_backward()  # before a boundary there ends the captured step
-                detector._backward_returned()
-            return result
+            return detector._backward_call(autograd_backward, args, kwargs, tensors, grad_call=False)
 
         torch.autograd.backward = advisor_backward
         self._undo.append(lambda: setattr(torch.autograd, "backward", autograd_backward))
@@ -203,19 +192,26 @@ class StepDetector:
             if detector.paused:
                 return autograd_grad(*args, **kwargs)
             outputs = args[0] if args else kwargs.get("outputs")
-            detector._backward_depth += 1
-            try:
-                outermost = detector._backward_starts(outputs, grad_call=True)
-                with torch.profiler.record_function(BACKWARD_LABEL), _labels(detector):
-                    result = autograd_grad(*args, **kwargs)
-            finally:
-                detector._backward_depth -= 1
-            if outermost:
-                detector._backward_returned()
-            return result
+            return detector._backward_call(autograd_grad, args, kwargs, outputs, grad_call=True)
 
         torch.autograd.grad = advisor_grad
         self._undo.append(lambda: setattr(torch.autograd, "grad", autograd_grad))
+
+    def _backward_call(self, function, args: tuple, kwargs: dict, roots, grad_call: bool):
+        """``function`` (``torch.autograd.backward`` or ``grad``) labelled in the trace, told to the step rules
+        and, for an outermost ``backward``, to the capture (before a boundary there ends the captured step)."""
+        self._backward_depth += 1
+        try:
+            outermost = self._backward_starts(roots, grad_call=grad_call)
+            with torch.profiler.record_function(BACKWARD_LABEL), _labels(self):
+                result = function(*args, **kwargs)
+        finally:
+            self._backward_depth -= 1
+        if outermost:
+            if self.capture is not None and not grad_call:
+                self.capture.after_backward()
+            self._backward_returned()
+        return result
 
     def _install_grad_scaler(self) -> None:
         """A ``GradScaler.step`` that skips the optimizer's step (inf/nan gradients) still ends the step."""
