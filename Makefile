@@ -13,7 +13,7 @@ demo: $(VENV)/.installed
 	$(BIN)/advisor profile examples/cnn_train.py --warmup 5 --steps 10 -- --steps 200
 
 test: $(VENV)/.installed $(VENV)/.plugins
-	$(BIN)/python -m pytest --durations=15 tests $(addsuffix /tests,$(PLUGINS))
+	$(BIN)/python -m pytest --durations=15 -rs tests $(addsuffix /tests,$(PLUGINS))
 
 benchmark: $(VENV)/.installed
 	$(BIN)/python benchmarks/profile_overhead.py
