@@ -4,6 +4,7 @@ import csv
 import hashlib
 import json
 import os
+import signal
 
 import pytest
 
@@ -76,8 +77,10 @@ def test_inference_compares_output_norms(tmp_path):
 @pytest.mark.parametrize("technique, why", [("batch_size_x2", "changes the batch size"),
                                             ("prune_structured_50", "replaces the model's parameters")])
 def test_technique_that_cannot_act_on_a_running_script_is_refused(tmp_path, technique, why):
+    """Started with SIGINT ignored, as a shell's background job is: the baseline is still stopped by it."""
     proc = run_advisor("profile", "--apply", technique, "--out", tmp_path / "run", *STEPS,
-                       SCRIPTS / "tiny_cnn_train.py", "--", "--steps", "20")
+                       SCRIPTS / "tiny_cnn_train.py", "--", "--steps", "20",
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert proc.returncode == 12, proc.stderr
     assert why in proc.stderr and no_advisor_traceback(proc.stderr)
     baseline = json.loads((tmp_path / "run" / "comparison.json").read_text())["runs"]["baseline"]

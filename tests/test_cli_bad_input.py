@@ -79,14 +79,18 @@ def test_missing_module(tmp_path):
 
 
 def test_hung_script_times_out(tmp_path):
+    """Started as a shell's background job starts it (SIGINT ignored), advisor still stops the script with
+    SIGINT at the timeout and keeps what it recorded, without waiting for the grace period's SIGKILL."""
     out = tmp_path / "run"
     start = time.monotonic()
-    proc = run_advisor("profile", SCRIPTS / "hangs.py", "--warmup", "1", "--timeout", "8", "--out", out)
+    proc = run_advisor("profile", SCRIPTS / "hangs.py", "--warmup", "1", "--timeout", "12", "--out", out,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert proc.returncode == ScriptTimedOut.exit_code
     assert time.monotonic() - start < 60
-    assert "timed out after 8 s" in proc.stderr
+    assert "timed out after 12 s" in proc.stderr
     meta = json.loads((out / "meta.json").read_text())
     assert meta["outcome"] == "timed_out"
+    assert json.loads((out / "runner.json").read_text())["outcome"] == "interrupted", "the script saw the SIGINT"
     assert (out / "steps.csv").read_text().count("\n") == 4, "header and the 3 steps seen before the hang"
     assert (out / "summary.json").exists()
 

@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import runpy
+import signal
 import sys
 import time
 import traceback
@@ -442,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     progress_fd = int(os.environ["ADVISOR_PROGRESS_FD"]) if "ADVISOR_PROGRESS_FD" in os.environ else None
 
     record: dict = {"outcome": "completed", "exit_code": 0, "error": None, "started_unix_ns": time.time_ns()}
+    # advisor stops the script with SIGINT, which a shell's background job starts ignored: take it back
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         import torch
     except Exception as exc:  # the interpreter has no usable torch
@@ -497,8 +500,6 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(_script_traceback(exc))
         record.update(outcome="raised", exit_code=1, error=f"{type(exc).__name__}: {exc}")
     finally:
-        import signal
-
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         runner.stop_watchdog()
         runner.detector.uninstall()
