@@ -417,7 +417,7 @@ def _is_harness_frame(filename: str) -> bool:
     return filename.startswith(os.path.dirname(__file__)) or filename.endswith(("runpy.py", "<frozen runpy>"))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m advisor.runner")
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--warmup", type=int, required=True)
@@ -437,7 +437,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record-limit-mb", type=float, default=DEFAULT_MEGABYTES)
     parser.add_argument("target")
     parser.add_argument("args", nargs=argparse.REMAINDER)
-    ns = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = _parser().parse_args(argv)
     args = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
     run_dir: Path = ns.run_dir
     progress_fd = int(os.environ["ADVISOR_PROGRESS_FD"]) if "ADVISOR_PROGRESS_FD" in os.environ else None
@@ -475,52 +479,63 @@ def main(argv: list[str] | None = None) -> int:
         runner.facts.install()
         runner.start_recording()
         _run_script(runner, ns.target, ns.module, args)
-    except StopScript:
+    except BaseException as exc:  # however the script ended
+        exit_code = _script_ended(exc, runner, record)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for undo in (runner.stop_watchdog, runner.detector.uninstall, undo_gradient_watch, runner.loaders.uninstall,
+                     runner.facts.uninstall, sys.stdout.flush, sys.stderr.flush):
+            undo()
+        _save(runner, record, torch, [] if ns.module else [os.path.abspath(ns.target)])
+    return exit_code
+
+
+def _script_ended(exc: BaseException, runner: Runner, record: dict) -> int:
+    """Note in ``record`` how the script ended (by advisor's stop, ``sys.exit``, Ctrl-C, raising); the runner's
+    exit code."""
+    from advisor.runner.live import ApplyRefused
+
+    if isinstance(exc, StopScript):
         record["outcome"] = "stopped_at_limit" if runner.limit is not None else "stopped_after_window"
-    except ApplyRefused as exc:
-        exit_code = 1
+        return 0
+    if isinstance(exc, ApplyRefused):
         record.update(outcome="apply_refused", exit_code=None, error=str(exc))
-    except SystemExit as exc:
+        return 1
+    if isinstance(exc, SystemExit):
         code = exc.code
         if code is None or code == 0:
             record["outcome"] = "completed"
-        else:
-            exit_code = code if isinstance(code, int) else 1
-            if not isinstance(code, int):
-                print(code, file=sys.stderr)
-            record.update(outcome="exited", exit_code=exit_code)
-    except KeyboardInterrupt:
-        exit_code = 130
+            return 0
+        if not isinstance(code, int):
+            print(code, file=sys.stderr)
+        exit_code = code if isinstance(code, int) else 1
+        record.update(outcome="exited", exit_code=exit_code)
+        return exit_code
+    if isinstance(exc, KeyboardInterrupt):
         record.update(outcome="interrupted", exit_code=130)
-    except _TargetNotFound as exc:
-        exit_code = 1
+        return 130
+    if isinstance(exc, _TargetNotFound):
         record.update(outcome="not_found", exit_code=1, error=str(exc))
-    except BaseException as exc:
-        exit_code = 1
-        sys.stderr.write(_script_traceback(exc))
-        record.update(outcome="raised", exit_code=1, error=f"{type(exc).__name__}: {exc}")
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        runner.stop_watchdog()
-        runner.detector.uninstall()
-        undo_gradient_watch()
-        runner.loaders.uninstall()
-        runner.facts.uninstall()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        record["problems"] = [problem for problem in (_safely(runner.window.finish), _safely(runner.after_limit),
-                                                      _safely(runner.write_steps),
-                                                      _safely(runner.write_workload), _safely(runner.write_facts),
-                                                      _safely(runner.write_outcomes), runner.facts.failure)
-                              if problem]
-        record.update(
-            ended_unix_ns=time.time_ns(),
-            **runner.record(),
-            environment=_environment(torch),
-            user_files=_user_files([] if ns.module else [os.path.abspath(ns.target)]),
-        )
-        atomic_write_json(run_dir / RUNNER_FILE, record)
-    return exit_code
+        return 1
+    sys.stderr.write(_script_traceback(exc))
+    record.update(outcome="raised", exit_code=1, error=f"{type(exc).__name__}: {exc}")
+    return 1
+
+
+def _save(runner: Runner, record: dict, torch, user_files: list[str]) -> None:
+    """Write what was recorded (each part on its own, a failure noted in ``problems``), then ``runner.json``."""
+    record["problems"] = [problem for problem in (_safely(runner.window.finish), _safely(runner.after_limit),
+                                                  _safely(runner.write_steps),
+                                                  _safely(runner.write_workload), _safely(runner.write_facts),
+                                                  _safely(runner.write_outcomes), runner.facts.failure)
+                          if problem]
+    record.update(
+        ended_unix_ns=time.time_ns(),
+        **runner.record(),
+        environment=_environment(torch),
+        user_files=_user_files(user_files),
+    )
+    atomic_write_json(runner.run_dir / RUNNER_FILE, record)
 
 
 def _live_settings(ns: argparse.Namespace, torch) -> LiveSettings:
