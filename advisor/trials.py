@@ -17,9 +17,9 @@ from typing import Callable
 
 import torch
 
-from advisor.workload import Workload, relative_error, tensor_leaves
-from advisor.verdict import is_gain, judge
 from advisor.technique import Benchmark, Context, DoesNotApply, Estimate, Technique, Verdict, amdahl
+from advisor.verdict import is_gain, judge
+from advisor.workload import Workload, relative_error, tensor_leaves
 
 PAIRS = 10
 WARMUP_STEPS = 2
@@ -111,9 +111,8 @@ def _first_step(workload: Workload) -> tuple[list[torch.Tensor], dict[str, torch
     of the first captured step on a fresh copy."""
     workload = workload.clone()
     workload.steps = workload.steps[:1]
-    devices = sorted({p.device.index or 0 for p in workload.model.parameters() if p.is_cuda})
     outputs: list[torch.Tensor] = []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=_cuda_devices(workload)):
         for call in workload.steps[0]:
             out = workload.call_model(call)
             if workload.training:
@@ -416,8 +415,8 @@ _VERDICT_ORDER = {"gain": 0, "gain, outputs change": 1, "no gain": 2}
 
 
 def rank(records: list[dict]) -> list[dict]:
-    """Gains first, those within :data:`QUALITY_TOLERANCE` before the others, then measurements without a
-    gain, then changed steps, each by the lower quartile of its projected (else measured) speedup, so
+    """Gains first, those within :data:`advisor.verdict.QUALITY_TOLERANCE` before the others, then measurements
+    without a gain, then changed steps, each by the lower quartile of its projected (else measured) speedup, so
     that a noisy gain does not outrank a steady one; then the unmeasured by estimated speedup;
     inapplicable last."""
     def key(r):

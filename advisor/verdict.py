@@ -19,7 +19,8 @@ def judge(measured: dict) -> str:
         return f"step changed: leaves out the gradients of {q['gradients_left_out']:.0%} of the trained parameters"
     fresh, timed = q.get("output_rel_error"), q.get("timed_output_rel_error")
     if timed is not None and timed > max(QUALITY_TOLERANCE, 10 * (fresh or 0.0)):
-        return f"step changed: its timed outputs differ by {timed:.2g} from the baseline's (checked copy: {fresh or 0:.2g})"
+        return (f"step changed: its timed outputs differ by {timed:.2g} from the baseline's "
+                f"(checked copy: {fresh or 0:.2g})")
     if not (measured.get("speedup", 0) >= GAIN_THRESHOLD and measured.get("speedup_low", 0) > 1.0):
         return "no gain"
     errors = [e for e in (fresh, q.get("grad_rel_error")) if e is not None]
