@@ -111,13 +111,8 @@ def _first_step(workload: Workload) -> tuple[list[torch.Tensor], dict[str, torch
     of the first captured step on a fresh copy."""
     workload = workload.clone()
     workload.steps = workload.steps[:1]
-    outputs: list[torch.Tensor] = []
     with torch.random.fork_rng(devices=_cuda_devices(workload)):
-        for call in workload.steps[0]:
-            out = workload.call_model(call)
-            if workload.training:
-                workload.backward(call, out)
-            outputs.extend(tensor_leaves(out))
+        outputs = tensor_leaves(workload.run_calls(0))
     params = dict(workload.model.named_parameters())
     grads = {n: (p.grad if p.grad is not None else torch.zeros_like(p)) / workload.batch_scale
              for n, p in params.items()} if workload.training else {}

@@ -240,6 +240,17 @@ class Workload:
         if pairs:
             torch.autograd.backward([t for t, _ in pairs], [g.to(t.dtype) for t, g in pairs])
 
+    def run_calls(self, step: int = 0) -> list:
+        """Every model call of captured step ``step``, each followed (training) by its backward; the outputs
+        of each call. What the script did after backward and the optimizer step are not run."""
+        outputs = []
+        for call in self.steps[step]:
+            out = self.call_model(call)
+            if self.training:
+                self.backward(call, out)
+            outputs.append(out)
+        return outputs
+
     def step_function(self, hold_weights: bool = False) -> Callable[[], list]:
         """A function running one step per call, each call on the next captured step's batches: forward; for
         training also backward, what the script did between backward and the optimizer, and the optimizer
@@ -260,12 +271,7 @@ class Workload:
                     optimizer.zero_grad(set_to_none=True)
                 else:
                     self.model.zero_grad(set_to_none=True)
-            outputs = []
-            for call in self.steps[next(turn) % len(self.steps)]:
-                out = self.call_model(call)
-                if self.training:
-                    self.backward(call, out)
-                outputs.append(out)
+            outputs = self.run_calls(next(turn) % len(self.steps))
             if self.training:
                 apply_between(self.model, self.between)
                 if optimizer is not None:

@@ -246,12 +246,7 @@ class WorkloadCapture:
         trial.steps = trial.steps[:1]
         optimizer = trial.optimizer.build(trial.model) if trial.training and trial.optimizer else None
         with torch.random.fork_rng(devices=_cuda_devices(trial.model)):
-            outputs = []
-            for call in trial.steps[0]:
-                out = trial.call_model(call)
-                if trial.training:
-                    trial.backward(call, out)
-                outputs.extend(tensor_leaves(out))
+            outputs = tensor_leaves(trial.run_calls(0))
             result["output_rel_error"] = relative_error(check.get("outputs", []), outputs)
             if trial.training:
                 params = dict(trial.model.named_parameters())
