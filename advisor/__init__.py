@@ -14,7 +14,7 @@ def step() -> None:
     """
     import sys
 
-    runner_module = sys.modules.get("advisor.runner.main")
+    runner_module = sys.modules.get("advisor.runner.run")
     runner = getattr(runner_module, "active", None)
     if runner is not None:
         runner.detector.explicit_step()

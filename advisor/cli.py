@@ -39,7 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="advisor", description="Profile a PyTorch script and find what would make it faster.")
     parser.add_argument("--version", action="version", version=f"advisor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_profile(sub)
+    _add_plugin_commands(sub)
+    _add_run_views(sub)
+    return parser
 
+
+def _add_profile(sub) -> None:
     p = sub.add_parser("profile", help="run a script under the profilers and summarise where time and memory go",
                        usage="advisor profile [options] (SCRIPT | -m MODULE) [-- SCRIPT_ARGS ...]")
     p.add_argument("script", nargs="?", help="the Python script to run, as `python SCRIPT` would")
@@ -77,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out the finding ID (repeatable; `-p no:findings_NAME` blocks a whole module of rules)")
     p.add_argument("--tui", action="store_true", help="open the run in the terminal UI when it ends")
 
+
+def _add_plugin_commands(sub) -> None:
     pl = sub.add_parser("plugins", help="list installed plugins, their techniques and collectors, and load errors")
     pl.add_argument("--json", action="store_true", help="print the list as JSON")
     pl.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="no:NAME",
@@ -86,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("name", help="the plugin's name: the package is advisor-NAME, the module advisor_NAME")
     n.add_argument("--dir", type=Path, default=Path("."), help="where to create the NAME folder (default: here)")
 
+
+def _add_run_views(sub) -> None:
     s = sub.add_parser("show", help="print the summary of a run again, from its directory alone")
     s.add_argument("run", nargs="?", type=Path, help="run directory (default: the newest run)")
     s.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -103,7 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "run directory, comparison.md in the current one)")
     r.add_argument("--format", choices=("md", "json"), default=None,
                    help="markdown (default, or from the suffix of -o) or JSON")
-    return parser
 
 
 def _blocked(options: list[str]) -> tuple[str, ...]:
@@ -123,7 +132,9 @@ def _console(stderr: bool = False):
 
 def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]) -> int:
     from advisor.pipeline import analyse_run
-    from advisor.session import ProfileOptions, profile
+    from advisor.options import ProfileOptions
+    from advisor.session import profile
+    from advisor.views.progress import RunProgress
 
     if bool(ns.script) == bool(ns.module):
         raise UsageError("advisor profile: give either SCRIPT or -m MODULE")
@@ -140,7 +151,8 @@ def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]
     err = _console(stderr=True)
     if options.apply is not None:
         return _apply(options, ns, err)
-    result = profile(options, show_progress=err.is_terminal)
+    with RunProgress(err.is_terminal, options.warmup, options.steps, options.keep_running) as progress:
+        result = profile(options, on_update=progress.update)
     error = result.error
     summary = None
     if error is None or result.meta.get("outcome") not in ("not_found", "no_torch"):
@@ -177,6 +189,7 @@ def _names(text: str) -> list[str]:
 
 def _apply(options, ns: argparse.Namespace, err) -> int:
     from advisor.comparison import compare
+    from advisor.views.progress import RunProgress
 
     if not options.apply:
         raise UsageError("advisor profile: --apply needs at least one technique name")
@@ -185,7 +198,8 @@ def _apply(options, ns: argparse.Namespace, err) -> int:
     if ns.tui:
         raise UsageError("advisor profile: --tui opens a profiled run; --apply makes a comparison "
                          "(`advisor show RUN` prints it)")
-    result, comparison = compare(options, show_progress=err.is_terminal)
+    with RunProgress(err.is_terminal, options.warmup, options.steps) as progress:
+        result, comparison = compare(options, on_update=progress.update)
     _print_comparison(comparison, result.meta, ns.json)
     if result.error is not None:
         raise result.error

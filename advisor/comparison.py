@@ -10,20 +10,17 @@ the model's output).
 from __future__ import annotations
 
 import csv
-import signal
-import statistics
-import sys
-import threading
 import time
 from pathlib import Path
 
+from advisor.child import ProgressListener, ScriptProcess, read_runner, run_error, runner_command, sigint_to
 from advisor.errors import AdvisorError, Interrupted, UsageError
+from advisor.options import ProfileOptions, check_target, new_meta
 from advisor.plugins import installed_techniques
+from advisor.quartiles import quartiles
 from advisor.rundir import COMPARISON_FILE, OUTCOMES_FILE, STEPS_FILE, new_run_dir, write_meta
 from advisor.rundir_io import atomic_write_json
-from advisor.session import (ProfileOptions, RunResult, ScriptProcess, check_script, new_meta, read_runner,
-                             run_error)
-from advisor.views.progress import RunProgress
+from advisor.session import RunResult
 
 RUNS = ("baseline", "applied")
 
@@ -37,10 +34,11 @@ def check_techniques(names: list[str], blocked: tuple[str, ...]) -> None:
                          f"(installed: {', '.join(sorted(installed))})")
 
 
-def compare(options: ProfileOptions, show_progress: bool) -> tuple[RunResult, dict]:
-    """Run the baseline and the applied run in turns; return the run and its comparison."""
-    if not options.is_module:
-        check_script(options.target)
+def compare(options: ProfileOptions, on_update: ProgressListener | None = None) -> tuple[RunResult, dict]:
+    """Run the baseline and the applied run in turns; return the run and its comparison.
+
+    ``on_update`` is told how the two runs go, as :func:`advisor.session.profile` tells it."""
+    check_target(options)
     check_techniques(options.apply, options.blocked_plugins)
     run_dir = new_run_dir(options.out, options.target)
     meta = new_meta(options, {})
@@ -51,21 +49,16 @@ def compare(options: ProfileOptions, show_progress: bool) -> tuple[RunResult, di
     children = []
     for name in RUNS:
         (run_dir / name).mkdir()
-        command = _command(options, run_dir / name, options.apply if name == "applied" else [])
+        apply = ["--apply", ",".join(options.apply)] if name == "applied" else []
+        command = runner_command(options, run_dir / name, "--compare", *apply)
         children.append(ScriptProcess(command, options.script_stdout_to_stderr, takes_turns=True))
 
     def stop_both(signum, frame) -> None:
         for child in children:
             child.on_sigint(signum, frame)
 
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, stop_both) if in_main_thread else None
-    try:
-        with RunProgress(show_progress, options.warmup, options.steps) as progress:
-            stopped = _take_turns(children, options, progress)
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGINT, previous)
+    with sigint_to(stop_both):
+        stopped = _take_turns(children, options, on_update)
     errors: list[AdvisorError] = []
     runs = {}
     for i, (name, child) in enumerate(zip(RUNS, children)):
@@ -87,15 +80,8 @@ def compare(options: ProfileOptions, show_progress: bool) -> tuple[RunResult, di
     return RunResult(run_dir=run_dir, meta=meta, error=interrupted or (errors[0] if errors else None)), comparison
 
 
-def _command(options: ProfileOptions, run_dir: Path, apply: list[str]) -> list[str]:
-    return [sys.executable, "-m", "advisor.runner", "--run-dir", str(run_dir), "--warmup", str(options.warmup),
-            "--steps", str(options.steps), "--compare", *(["--apply", ",".join(apply)] if apply else []),
-            *(["--module"] if options.is_module else []),
-            *(arg for name in options.blocked_plugins for arg in ("--block", name)),
-            options.target, "--", *options.args]
-
-
-def _take_turns(children: list[ScriptProcess], options: ProfileOptions, progress: RunProgress) -> set[int]:
+def _take_turns(children: list[ScriptProcess], options: ProfileOptions,
+                on_update: ProgressListener | None) -> set[int]:
     """Let one child run one step at a time, alternating, once both have reached their first boundary.
 
     A child that has reported a step it was not let go for waits at a boundary; the next turn is given
@@ -125,8 +111,9 @@ def _take_turns(children: list[ScriptProcess], options: ProfileOptions, progress
             released[i] = steps[i]
             children[i].give_turn()
             turn = 1 - i
-        progress.update(min(steps), children[0].progress.mode, False, elapsed,
-                        f"step {steps[0]}/{total} baseline, {steps[1]}/{total} applied (taking turns)")
+        if on_update is not None:
+            on_update(min(steps), children[0].progress.mode, False, elapsed,
+                      f"step {steps[0]}/{total} baseline, {steps[1]}/{total} applied (taking turns)")
         time.sleep(0.005)
 
 
@@ -150,13 +137,6 @@ def _read_run(run_dir: Path) -> dict:
     return {"step_ms": timed, "warmup_s": round(warmup_s, 3), "outcome_kind": kind, "outcomes": values}
 
 
-def _quartiles(values: list[float]) -> tuple[float, float, float]:
-    if len(values) < 2:
-        return values[0], values[0], values[0]
-    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q1, q2, q3
-
-
 def summarize(runs: dict, options: ProfileOptions) -> dict:
     """The comparison of the two runs: step times, speedup with its range, and loss deviation."""
     result: dict = {"techniques": list(options.apply), "warmup": options.warmup, "steps": options.steps,
@@ -164,11 +144,11 @@ def summarize(runs: dict, options: ProfileOptions) -> dict:
     base, applied = runs["baseline"]["step_ms"], runs["applied"]["step_ms"]
     for run in runs.values():
         if run["step_ms"]:
-            q1, q2, q3 = _quartiles(run["step_ms"])
+            q1, q2, q3 = quartiles(run["step_ms"])
             run["median_ms"], run["iqr_ms"] = round(q2, 4), round(q3 - q1, 4)
     if base and applied:
-        b1, b2, b3 = _quartiles(base)
-        a1, a2, a3 = _quartiles(applied)
+        b1, b2, b3 = quartiles(base)
+        a1, a2, a3 = quartiles(applied)
         result["speedup"] = round(b2 / a2, 4)
         result["speedup_range"] = [round(b1 / a3, 4), round(b3 / a1, 4)]
     result["outcomes"] = _compare_outcomes(runs["baseline"], runs["applied"])

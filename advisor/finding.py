@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from advisor.format import display_source
+# the annotations a finding may look inside with Run.inside (see advisor.rundir)
+from advisor.rundir import BACKWARD_EVENT, FORWARD_EVENT, ZERO_GRAD_EVENT  # noqa: F401
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """One run's analysis, in one direction: raw artifacts → :class:`~advisor.analysis.profile.Profile` →
 findings → ``summary.json`` and the tables beside it. Used by ``advisor profile``, ``advisor show``, the
-reports and the TUI; :mod:`advisor.analysis` itself writes nothing, and :mod:`advisor.store` only reads.
+reports, the TUI and the runner's trials; :mod:`advisor.analysis` itself writes nothing, and
+:mod:`advisor.store` only reads.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def analyse_run(run_dir: Path) -> dict:
     atomic_write_csv(profile.run_dir / WINDOW_STEPS_FILE, profile.steps)
     atomic_write_json(profile.run_dir / SUMMARY_FILE, summary)
     return summary
+
+
+def analyse_recording(run_dir: Path, runner: dict) -> dict:
+    """The summary of what the child recorded, read before ``runner.json`` exists (``runner`` stands in for it);
+    without findings, and saved nowhere: what the runner's trials estimate from."""
+    return summarize(analyse(Path(run_dir), runner=runner))
 
 
 def summary_of(run_dir: Path) -> dict:

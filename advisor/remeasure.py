@@ -43,7 +43,8 @@ def target_script(meta: dict) -> Path | None:
 def remeasure(run_dir: Path, technique: str, on_progress: Callable[[Progress], None] = lambda p: None,
               budget_s: float = 60.0) -> dict:
     """Profile the run's script again with only ``technique`` measured; save and return its new record."""
-    from advisor.session import ProfileOptions, profile
+    from advisor.options import ProfileOptions
+    from advisor.session import profile
 
     run_dir = Path(run_dir)
     meta = load_meta(run_dir)
@@ -67,7 +68,7 @@ def remeasure(run_dir: Path, technique: str, on_progress: Callable[[Progress], N
             cwd=Path(meta["cwd"]) if meta.get("cwd") and Path(meta["cwd"]).is_dir() else None,
             command_line=("advisor", "remeasure", str(run_dir), technique))
         on_progress(Progress("starting the script", 0.0))
-        result = profile(options, show_progress=False, on_update=update)
+        result = profile(options, on_update=update)
         trials_path = result.run_dir / TRIALS_FILE
         if not trials_path.exists():
             raise result.error or AdvisorError(f"the script ended before {technique} could be measured")
@@ -81,7 +82,7 @@ def remeasure(run_dir: Path, technique: str, on_progress: Callable[[Progress], N
 def save_record(run_dir: Path, record: dict) -> dict:
     """Put ``record`` in place of the run's record of the same technique (projected onto the run's own
     step), in ``trials.json`` and the summary's recommendations, atomically; return it."""
-    from advisor.trials import project, rank
+    from advisor.ranking import project, rank
 
     trials_path = run_dir / TRIALS_FILE
     trials = read_json(trials_path, "trial results") if trials_path.exists() else {"measured": True}

@@ -59,6 +59,21 @@ WINDOW_STEPS_FILE = "window_steps.csv"
 TIME_SLICES = "time_slices"
 DEFAULT_STORE = Path(".advisor") / "runs"
 
+# Event names in the trace: the marks the runner adds, and the torch ones the analysis reads.
+#: each recorded step, as ``torch.profiler.profile.step()`` names it: ``ProfilerStep#<n>``
+STEP_PREFIX = "ProfilerStep#"
+#: the outermost module call of a step, and each backward pass
+FORWARD_EVENT = "advisor::forward"
+BACKWARD_EVENT = "advisor::backward"
+#: ``advisor::call <file>:<line>``: where the script called the model (or ran backward) from
+CALL_SITE_PREFIX = "advisor::call "
+#: torch's own: waiting for the next batch, an optimizer's methods (``Optimizer.step#SGD.step``, ...),
+#: and the allocator's instant events
+DATALOADER_PREFIX = "enumerate(DataLoader)"
+OPTIMIZER_PREFIX = "Optimizer."
+ZERO_GRAD_EVENT = "Optimizer.zero_grad"
+MEMORY_EVENT = "[memory]"
+
 
 def new_run_dir(out: Path | None, target: str) -> Path:
     """Create and return the directory for a new run: ``out`` or ``.advisor/runs/<time>-<name>``."""

@@ -1,71 +1,20 @@
 """One profiling run: check the target, start the child under the collectors, watch it, save it.
 
-The script runs in a child process (``python -m advisor.runner``), in a session of its own so that
-advisor decides how it is interrupted: Ctrl-C and ``--timeout`` send it SIGINT (it saves what it
-recorded), a second Ctrl-C or the end of the grace period kills it. Whatever happens, the run
-directory keeps what was collected.
+Whatever happens to the script, the run directory keeps what was collected (see :mod:`advisor.child`).
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import json
-import os
-import platform
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
-from typing import Callable
 
-import psutil
-
-from advisor import __version__
+from advisor.child import ProgressListener, ScriptProcess, read_runner, run_error, runner_command, sigint_to
 from advisor.collectors.base import Availability, Collector, CollectorContext
-from advisor.errors import (AdvisorError, ApplyFailed, Interrupted, NoTorchWork, NotAPythonFile, ScriptExited,
-                            ScriptNotFound, ScriptRaised, ScriptSyntaxError, ScriptTimedOut)
+from advisor.errors import AdvisorError
+from advisor.options import ProfileOptions, check_target, new_meta
 from advisor.plugins import call_each, plugin_manager
-from advisor.rundir import RUNNER_FILE, new_run_dir, read_json, write_meta
-from advisor.views.progress import RunProgress
-
-#: seconds a stopped script gets to save its recording before it is killed
-GRACE_SECONDS = 15.0
-#: ``(steps_done, step detection mode, window done, elapsed seconds, activity)``, while the script runs
-ProgressListener = Callable[[int, "str | None", bool, float, "str | None"], None]
-_NOISE = ("USDT:", "Memory block of unknown size was allocated before the profiling started")
-#: how a wrapper such as ``perf stat`` reports that the script's interpreter died of a signal (``psignal``);
-#: it then exits with 0 itself
-_SIGNALS_BY_TEXT = {signal.strsignal(s): s for s in signal.Signals if signal.strsignal(s)}
-
-
-@dataclasses.dataclass
-class ProfileOptions:
-    target: str
-    args: list[str]
-    is_module: bool = False
-    warmup: int = 5
-    steps: int = 10
-    timeout: float | None = None
-    out: Path | None = None
-    blocked_plugins: tuple[str, ...] = ()
-    no_findings: tuple[str, ...] = ()
-    script_stdout_to_stderr: bool = False
-    keep_running: bool = False
-    command_line: tuple[str, ...] = ()
-    techniques: list[str] | None = None
-    measure: bool = True
-    trial_budget: float = 60.0
-    pairs: str = "gaining"
-    #: ``--apply``: techniques to apply to the running script, compared with a baseline run
-    apply: list[str] | None = None
-    cwd: Path | None = None  # the script's working directory (default: ours)
-    #: seconds one recording may last, and megabytes it may add to the script's peak memory
-    record_limit_s: float = 60.0
-    record_limit_mb: float = 1024.0
+from advisor.rundir import new_run_dir, write_meta
 
 
 @dataclasses.dataclass
@@ -73,31 +22,6 @@ class RunResult:
     run_dir: Path
     meta: dict
     error: AdvisorError | None
-
-
-def check_script(path_text: str) -> Path:
-    """Raise the matching error when ``path_text`` is not a runnable Python script."""
-    path = Path(path_text)
-    if not path.exists():
-        raise ScriptNotFound(f"script not found: {path_text}")
-    if path.is_dir():
-        raise NotAPythonFile(f"not a Python file: {path_text} is a directory")
-    try:
-        source = path.read_bytes().decode("utf-8")
-        if "\0" in source:
-            raise ValueError
-    except (UnicodeDecodeError, ValueError):
-        raise NotAPythonFile(f"not a Python file: {path_text} is not text") from None
-    except OSError as exc:
-        raise ScriptNotFound(f"cannot read {path_text}: {exc.strerror}") from None
-    first_line = source.split("\n", 1)[0]
-    if path.suffix not in (".py", ".pyw") and not (first_line.startswith("#!") and "python" in first_line):
-        raise NotAPythonFile(f"not a Python file: {path_text} (expected a .py file or a python shebang)")
-    try:
-        ast.parse(source, filename=str(path))
-    except SyntaxError as exc:
-        raise ScriptSyntaxError(f"syntax error in {path_text}, line {exc.lineno}: {exc.msg}") from None
-    return path
 
 
 def _collectors(options: ProfileOptions, run_dir: Path) -> tuple[list[Collector], dict]:
@@ -125,247 +49,26 @@ def _collectors(options: ProfileOptions, run_dir: Path) -> tuple[list[Collector]
     return usable, status
 
 
-def _host() -> dict:
-    mem = psutil.virtual_memory()
-    return {"hostname": socket.gethostname(), "platform": platform.platform(), "machine": platform.machine(),
-            "processor": platform.processor(), "cpu_count": os.cpu_count(), "memory_bytes": mem.total}
-
-
-class _Pump(threading.Thread):
-    """Copies one of the child's output streams to ours, dropping the profiler's own chatter."""
-
-    def __init__(self, pipe, sink_name: str, filter_noise: bool):
-        super().__init__(daemon=True)
-        self._pipe, self._sink_name, self._filter = pipe, sink_name, filter_noise
-        #: the signal that a wrapper said killed the interpreter (see :data:`_SIGNALS_BY_TEXT`)
-        self.signal: int | None = None
-
-    def run(self) -> None:
-        pending = b""
-        while True:
-            chunk = self._pipe.read1(1 << 14) if hasattr(self._pipe, "read1") else self._pipe.read(1 << 14)
-            if not chunk:
-                break
-            pending += chunk
-            cut = max(pending.rfind(b"\n"), pending.rfind(b"\r"))
-            if cut < 0:
-                continue
-            self._emit(pending[:cut + 1])
-            pending = pending[cut + 1:]
-        if pending:
-            self._emit(pending)
-
-    def _signal_report(self, line: str) -> bool:
-        prefix = f"{sys.executable}: "
-        if line.startswith(prefix) and line[len(prefix):].strip() in _SIGNALS_BY_TEXT:
-            self.signal = _SIGNALS_BY_TEXT[line[len(prefix):].strip()]
-            return True
-        return False
-
-    def _emit(self, data: bytes) -> None:
-        text = data.decode("utf-8", errors="replace")
-        if self._filter:
-            text = "".join(line for line in text.splitlines(True) if not line.startswith(_NOISE[0])
-                           and _NOISE[1] not in line and not self._signal_report(line))
-        if text:
-            sink = getattr(sys, self._sink_name)
-            sink.write(text)
-            sink.flush()
-
-
-class _ProgressReader(threading.Thread):
-    """Reads the child's JSON-lines progress channel."""
-
-    def __init__(self, fd: int):
-        super().__init__(daemon=True)
-        self._file = os.fdopen(fd, "r")
-        self.steps = 0
-        self.mode: str | None = None
-        self.window_done = False
-        self.trial: str | None = None
-
-    def run(self) -> None:
-        for line in self._file:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if event.get("event") == "step":
-                self.steps = int(event.get("n", self.steps))
-            elif event.get("event") == "mode":
-                self.mode = event.get("mode")
-            elif event.get("event") == "window_done":
-                self.window_done = True
-            elif event.get("event") == "limit":
-                self.trial = f"recording limit ({event.get('reason')}) reached; saving the recording"
-            elif event.get("event") == "trial":
-                self.trial = f"measuring {event.get('name')}" + (f" ({event['n']}/{event['of']})" if event.get("of") else "")
-
-
-class ScriptProcess:
-    """The script's process group, in a session of its own: stopped by SIGINT, killed after a grace period."""
-
-    def __init__(self, command: list[str], script_stdout_to_stderr: bool, takes_turns: bool = False,
-                 cwd: Path | None = None):
-        read_fd, write_fd = os.pipe()
-        env = {**os.environ, "ADVISOR_PROGRESS_FD": str(write_fd), "PYTHONUNBUFFERED": "1"}
-        pass_fds = [write_fd]
-        self._turn_fd: int | None = None
-        if takes_turns:  # the child waits for a byte on this pipe after each step (see advisor.runner.live)
-            turn_read, self._turn_fd = os.pipe()
-            env.update(ADVISOR_TURN_FD=str(turn_read), PYTHONHASHSEED="0")
-            pass_fds.append(turn_read)
-        try:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                            pass_fds=pass_fds, env=env, start_new_session=True, cwd=cwd)
-        finally:
-            for fd in pass_fds:
-                os.close(fd)
-        self.progress = _ProgressReader(read_fd)
-        self._pumps = [_Pump(self.process.stdout, "stderr" if script_stdout_to_stderr else "stdout", False),
-                       _Pump(self.process.stderr, "stderr", True)]
-        for thread in (self.progress, *self._pumps):
-            thread.start()
-        self.interrupts = 0
-        self.timed_out = False
-        self._stop_sent_at: float | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def _signal(self, sig: int) -> None:
-        try:
-            os.killpg(self.process.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def stop(self) -> None:
-        """Ask the script to stop and save (SIGINT); asked twice, kill it."""
-        if self._stop_sent_at is None:
-            self._stop_sent_at = time.monotonic()
-            self._signal(signal.SIGINT)
-        else:
-            self._signal(signal.SIGKILL)
-
-    def on_sigint(self, signum, frame) -> None:
-        self.interrupts += 1
-        self.stop()
-
-    @property
-    def asked_to_stop(self) -> bool:
-        """True once advisor has sent it SIGINT (Ctrl-C, the timeout, or a stop)."""
-        return self._stop_sent_at is not None
-
-    def give_turn(self) -> None:
-        """Let a child that takes turns run its next step."""
-        try:
-            os.write(self._turn_fd, b"g")
-        except OSError:  # it has ended
-            pass
-
-    def supervise(self, elapsed: float, timeout: float | None) -> bool:
-        """Enforce ``timeout`` and the grace period once; True while the child runs."""
-        if timeout and elapsed > timeout and not self.timed_out:
-            self.timed_out = True
-            self.stop()
-        if self._stop_sent_at and time.monotonic() - self._stop_sent_at > GRACE_SECONDS:
-            self._signal(signal.SIGKILL)
-        return self.process.poll() is None
-
-    @property
-    def killed_by(self) -> int | None:
-        """The signal that ended the script's interpreter, if one did (also under a wrapper like ``perf``)."""
-        code = self.process.returncode
-        if code is not None and code < 0:
-            return -code
-        return self._pumps[1].signal
-
-    def finish(self) -> int:
-        """After the child ended: drain its output and return its exit code."""
-        for pump in self._pumps:
-            pump.join(timeout=5)
-        if self._turn_fd is not None:
-            os.close(self._turn_fd)
-            self._turn_fd = None
-        return self.process.returncode
-
-    def watch(self, timeout: float | None, progress: RunProgress, on_update: ProgressListener | None = None) -> int:
-        """Wait for the script to end, updating ``progress`` (and ``on_update``); enforce ``timeout``;
-        return its exit code."""
-        t0 = time.monotonic()
-        while self.supervise(time.monotonic() - t0, timeout):
-            time.sleep(0.05)
-            state = (self.progress.steps, self.progress.mode, self.progress.window_done, time.monotonic() - t0,
-                     self.progress.trial)
-            progress.update(*state)
-            if on_update is not None:
-                on_update(*state)
-        return self.finish()
-
-
-def new_meta(options: ProfileOptions, collector_status: dict) -> dict:
-    """The run's ``meta.json`` as it starts."""
-    return {
-        "advisor_version": __version__,
-        "command": list(options.command_line),
-        "target": {"kind": "module" if options.is_module else "script", "name": options.target,
-                   "args": list(options.args)},
-        "cwd": str(options.cwd or os.getcwd()),
-        "settings": {"warmup": options.warmup, "steps": options.steps, "timeout": options.timeout,
-                     "record_limit_s": options.record_limit_s, "record_limit_mb": options.record_limit_mb,
-                     "keep_running": options.keep_running, "blocked_plugins": list(options.blocked_plugins),
-                     "no_findings": list(options.no_findings)},
-        "host": _host(),
-        "python": sys.version.split()[0],
-        "collectors": collector_status,
-        "started_at": time.time(),
-        "outcome": "running",
-    }
-
-
-def profile(options: ProfileOptions, show_progress: bool, on_update: ProgressListener | None = None) -> RunResult:
+def profile(options: ProfileOptions, on_update: ProgressListener | None = None) -> RunResult:
     """Run the target under the collectors; return the run directory, its metadata and any error.
 
     ``on_update(steps_done, mode, window_done, elapsed_s, activity)`` is called while the script runs,
     from the calling thread (``profile`` may run in any thread; only the main one handles Ctrl-C).
     """
-    if not options.is_module:
-        check_script(options.target)
+    check_target(options)
     run_dir = new_run_dir(options.out, options.target)
     collectors, collector_status = _collectors(options, run_dir)
     started = time.time()
     meta = new_meta(options, collector_status)
     write_meta(run_dir, meta)
 
-    command = [sys.executable, "-m", "advisor.runner", "--run-dir", str(run_dir), "--warmup", str(options.warmup),
-               "--steps", str(options.steps), *(["--module"] if options.is_module else []),
-               *(["--keep-running"] if options.keep_running else []), "--trials",
-               *(["--techniques", ",".join(options.techniques)] if options.techniques else []),
-               *(["--no-measure"] if not options.measure else []), "--trial-budget", str(options.trial_budget),
-               "--pairs", options.pairs, "--record-limit-s", str(options.record_limit_s),
-               "--record-limit-mb", str(options.record_limit_mb),
-               *(arg for name in options.blocked_plugins for arg in ("--block", name)),
-               options.target, "--", *options.args]
+    command = runner_command(options, run_dir, *_trial_args(options))
     for collector in collectors:
         command = collector.wrap_command(command, run_dir)
     child = ScriptProcess(command, options.script_stdout_to_stderr, cwd=options.cwd)
-    started_collectors = []
-    for collector in collectors:
-        try:
-            collector.start(CollectorContext(pid=child.pid, run_dir=run_dir))
-            started_collectors.append(collector)
-        except Exception as exc:  # a collector must not cost the run
-            collector_status[collector.name] = {"available": False, "reason": f"failed to start: {exc}"}
-
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, child.on_sigint) if in_main_thread else None
-    try:
-        with RunProgress(show_progress, options.warmup, options.steps, options.keep_running) as progress:
-            returncode = child.watch(options.timeout, progress, on_update)
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGINT, previous)
+    started_collectors = _start(collectors, child, run_dir, collector_status)
+    with sigint_to(child.on_sigint):
+        returncode = child.watch(options.timeout, on_update)
     for collector in started_collectors:
         try:
             collector.stop()
@@ -374,68 +77,39 @@ def profile(options: ProfileOptions, show_progress: bool, on_update: ProgressLis
 
     runner = read_runner(run_dir)
     error = run_error(meta, runner, returncode, child, options)
-    if runner is not None:
-        cuda = (runner.get("environment") or {}).get("cuda_available")
-        collector_status["torch_profiler"] = {
-            "available": bool(runner.get("trace_written")),
-            "reason": ("CPU ops, shapes, memory, Python stacks" + ("; CUDA kernels" if cuda else "; no CUDA device"))
-            if runner.get("trace_written") else f"no trace: the script ended as {runner.get('outcome')} first"}
-    elif error is not None:  # the script's process died before it could save anything
-        collector_status["torch_profiler"] = {"available": False, "reason": f"no trace: {error}"}
+    collector_status["torch_profiler"] = _profiler_status(runner, error)
     meta.update(ended_at=time.time(), duration_s=round(time.time() - started, 3))
     write_meta(run_dir, meta)
     return RunResult(run_dir=run_dir, meta=meta, error=error)
 
 
-def read_runner(run_dir: Path) -> dict | None:
-    """The child's ``runner.json``; None when it died before writing it."""
-    return read_json(run_dir / RUNNER_FILE, "runner record") if (run_dir / RUNNER_FILE).exists() else None
+def _trial_args(options: ProfileOptions) -> list[str]:
+    return ["--trials", *(["--keep-running"] if options.keep_running else []),
+            *(["--techniques", ",".join(options.techniques)] if options.techniques else []),
+            *(["--no-measure"] if not options.measure else []), "--trial-budget", str(options.trial_budget),
+            "--pairs", options.pairs, "--record-limit-s", str(options.record_limit_s),
+            "--record-limit-mb", str(options.record_limit_mb)]
 
 
-def _died(name: str, returncode: int, signum: int | None) -> str:
-    """Why a script's process ended without writing its record, in one line."""
-    if signum is None:
-        return f"{name} ended abruptly (exit code {returncode}) before advisor could save its recording"
-    try:
-        signame = signal.Signals(signum).name
-    except ValueError:
-        signame = f"signal {signum}"
-    why = (", probably by the kernel's out-of-memory killer (the machine or the process's memory limit ran out "
-           "of memory)") if signum == signal.SIGKILL else ""
-    return f"{name} was killed by {signame}{why} before advisor could save its recording"
+def _start(collectors: list[Collector], child: ScriptProcess, run_dir: Path, status: dict) -> list[Collector]:
+    """Start each collector on the child; those that started."""
+    started = []
+    for collector in collectors:
+        try:
+            collector.start(CollectorContext(pid=child.pid, run_dir=run_dir))
+            started.append(collector)
+        except Exception as exc:  # a collector must not cost the run
+            status[collector.name] = {"available": False, "reason": f"failed to start: {exc}"}
+    return started
 
 
-def run_error(meta: dict, runner: dict | None, returncode: int, child: ScriptProcess,
-              options: ProfileOptions) -> AdvisorError | None:
-    """Fill the outcome fields of ``meta`` and return the error to report, if any."""
-    name = options.target
-    steps = runner.get("recorded_steps", 0) if runner else 0
-    kept = f"{steps} recorded step{'s' if steps != 1 else ''} kept"
+def _profiler_status(runner: dict | None, error: AdvisorError | None) -> dict:
+    """The torch profiler's availability as the run found it."""
     if runner is None:
-        meta.update(outcome="killed", script_exit_code=returncode, exit_code=None)
-        if child.timed_out:
-            meta["outcome"] = "timed_out"
-            return ScriptTimedOut(f"{name} timed out after {options.timeout:g} s and did not stop; it was killed")
-        if child.interrupts:
-            meta["outcome"] = "interrupted"
-            return Interrupted("interrupted; the script was killed before it saved its recording")
-        return ScriptRaised(_died(name, returncode, child.killed_by))
-    outcome = runner.get("outcome")
-    meta.update(outcome=outcome, script_exit_code=runner.get("exit_code"), step_detection=runner.get("step_detection"),
-                error=runner.get("error"))
-    if child.timed_out:
-        meta["outcome"] = "timed_out"
-        return ScriptTimedOut(f"{name} timed out after {options.timeout:g} s; {kept}")
-    if outcome == "interrupted":
-        return Interrupted(f"interrupted; {kept}")
-    if outcome == "raised":
-        return ScriptRaised(f"{name} raised {runner.get('error')}; {kept}")
-    if outcome == "exited":
-        return ScriptExited(f"{name} exited with code {runner.get('exit_code')}; {kept}")
-    if outcome == "not_found":
-        return ScriptNotFound(f"module not found: {name}")
-    if outcome == "apply_refused":
-        return ApplyFailed(runner.get("error"))
-    if outcome == "no_torch":
-        return NoTorchWork(f"PyTorch cannot be imported by {sys.executable}: {runner.get('error')}")
-    return None
+        reason = f"no trace: {error}" if error is not None else "no trace"
+        return {"available": False, "reason": reason}
+    if not runner.get("trace_written"):
+        return {"available": False, "reason": f"no trace: the script ended as {runner.get('outcome')} first"}
+    cuda = (runner.get("environment") or {}).get("cuda_available")
+    return {"available": True,
+            "reason": "CPU ops, shapes, memory, Python stacks" + ("; CUDA kernels" if cuda else "; no CUDA device")}

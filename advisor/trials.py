@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 import signal
 import statistics
 import time
@@ -17,8 +16,9 @@ from typing import Callable
 
 import torch
 
-from advisor.technique import Benchmark, Context, DoesNotApply, Estimate, Technique, Verdict, amdahl
-from advisor.verdict import is_gain, judge
+from advisor.technique import Benchmark, Context, DoesNotApply, Estimate, Technique, Verdict
+from advisor.quartiles import quartiles
+from advisor.verdict import judge
 from advisor.workload import Workload, relative_error, tensor_leaves
 
 PAIRS = 10
@@ -73,12 +73,11 @@ def measure(baseline: Callable[[], object], variant: Callable[[], object], pairs
             fn()
             times[key].append(clock() - start)
     ratios = [variant_scale * a / b for a, b in zip(times["a"], times["b"]) if b > 0]
-    median = statistics.median(ratios)
-    q = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else [median, median, median]
+    q1, median, q3 = quartiles(ratios)
     a_ms, b_ms = 1000 * statistics.median(times["a"]), 1000 * statistics.median(times["b"])
     setup_s = max(first_variant - b_ms / 1000, 0.0)
     saved_per_step_s = (a_ms * variant_scale - b_ms) / 1000 / variant_scale
-    return Measurement(speedup=median, spread=(q[2] - q[0]) / median if median else math.nan, speedup_low=q[0],
+    return Measurement(speedup=median, spread=(q3 - q1) / median if median else math.nan, speedup_low=q1,
                        pairs=len(ratios),
                        baseline_ms=a_ms, variant_ms=b_ms, setup_s=setup_s,
                        break_even_steps=setup_s / saved_per_step_s if saved_per_step_s > 0 else None)
@@ -296,50 +295,6 @@ def _measure_benchmark(benchmark: Benchmark) -> dict:
     return measured
 
 
-class Combined(Technique):
-    """Two techniques applied one after the other, to measure whether they add up."""
-
-    def __init__(self, first: Technique, second: Technique):
-        self.parts = (first, second)
-        self.name = f"{first.name}+{second.name}"
-        self.title = f"{first.title}, and {second.title[:1].lower()}{second.title[1:]}"
-        self.snippet = f"{first.snippet}\n# and\n{second.snippet}"
-
-    def applies_to(self, context: Context) -> Verdict:
-        return Verdict(True, "both apply; measured together")
-
-    def estimate(self, context: Context) -> Estimate:
-        speedups = [t.estimate(context).speedup for t in self.parts]
-        product = None if None in speedups else speedups[0] * speedups[1]
-        return Estimate(speedup=product, basis="product of the two estimates (assumes they are independent)",
-                        risk="; ".join(t.estimate(context).risk for t in self.parts))
-
-    def apply(self, workload: Workload) -> Workload:
-        return self.parts[1].apply(self.parts[0].apply(workload))
-
-
-def family(name: str) -> str:
-    """Variants of one technique (``batch_size_x2``/``_x4``, ``prune_structured_25``/``_50``) share a family."""
-    return re.sub(r"_x?\d+$", "", name)
-
-
-def pairs_worth_measuring(records: list[dict], techniques: dict[str, Technique], top: int | None = 3,
-                          threshold: float = 1.05) -> list[Combined]:
-    """Pairs among the ``top`` (None: all) best measured singles that gained at least ``threshold``,
-    one technique per family; techniques measured by their own benchmark are not paired."""
-    gaining, families = [], set()
-    for r in sorted(records, key=lambda r: -((r.get("measured") or {}).get("speedup") or 0)):
-        speedup = (r.get("measured") or {}).get("speedup") or 0
-        name = r.get("technique")
-        if r.get("status") == "measured" and speedup >= threshold and name in techniques and \
-                (threshold <= 0 or is_gain(r)) \
-                and family(name) not in families and not r["measured"].get("phases"):
-            gaining.append(techniques[name])
-            families.add(family(name))
-    gaining = gaining[:top]
-    return [Combined(a, b) for i, a in enumerate(gaining) for b in gaining[i + 1:]]
-
-
 def hardware(workload: Workload | None) -> dict:
     """What the techniques may know of the machine: CPU flags, torch's CPU capability and the bf16 instructions
     torch will use, cores and torch threads, GPUs, and where the model runs."""
@@ -377,48 +332,3 @@ def hardware(workload: Workload | None) -> dict:
     return {"cpu_flags": flags, "cpu_capability": capability, "onednn_max_cpu_isa": isa_cap, "cpu_bf16": cpu_bf16,
             "cuda": bool(gpus), "gpus": gpus, "device": "cuda" if on_cuda else "cpu",
             "cpu_cores": cores, "torch_threads": torch.get_num_threads()}
-
-
-def phase_share(summary: dict, phases) -> float | None:
-    """Share of the script's step spent in ``phases`` (None when the step breakdown is unknown)."""
-    parts = summary.get("breakdown") or {}
-    if not parts:
-        return None
-    return sum(parts.get(p, {}).get("share", 0.0) for p in phases)
-
-
-def replayed_share(summary: dict, training: bool) -> float | None:
-    """Share of the script's step that the replayed workload covers (forward, and for training backward
-    and the optimizer); data loading and the rest of the script's step are not replayed."""
-    return phase_share(summary, ("forward", "backward", "optimizer") if training else ("forward",))
-
-
-def project(records: list[dict], summary: dict, training: bool) -> None:
-    """Add ``projected_speedup``: the measured gain carried over to the whole step, through the share of
-    the phases it was measured on (the replayed step's, unless the measurement names its ``phases``)."""
-    replayed = replayed_share(summary, training)
-    for r in records:
-        measured = r.get("measured")
-        share = phase_share(summary, measured["phases"]) if measured and measured.get("phases") else replayed
-        if measured and measured.get("speedup") and share is not None:
-            measured["step_share"] = round(share, 4)
-            measured["projected_speedup"] = round(amdahl(share, measured["speedup"]), 4)
-            measured["projected_speedup_low"] = round(amdahl(share, measured["speedup_low"]), 4)
-
-
-_VERDICT_ORDER = {"gain": 0, "gain, outputs change": 1, "no gain": 2}
-
-
-def rank(records: list[dict]) -> list[dict]:
-    """Gains first, those within :data:`advisor.verdict.QUALITY_TOLERANCE` before the others, then measurements
-    without a gain, then changed steps, each by the lower quartile of its projected (else measured) speedup, so
-    that a noisy gain does not outrank a steady one; then the unmeasured by estimated speedup;
-    inapplicable last."""
-    def key(r):
-        measured = r.get("measured") or {}
-        gain = measured.get("projected_speedup_low") or measured.get("speedup_low")
-        verdict = r.get("verdict")
-        order = _VERDICT_ORDER.get(verdict, 3) if verdict else 4
-        estimated = (r.get("estimate") or {}).get("speedup")
-        return (order, -(gain or 0), estimated is None, -(estimated or 0), not r.get("applies"))
-    return sorted(records, key=key)

@@ -120,3 +120,20 @@ def test_analysis_turns_traces_into_answers_only(graph):
     bad = {m: sorted(t for t in ts if t.startswith(banned)) for m, ts in graph.items()
            if m.startswith("advisor.analysis")}
     assert not {m: ts for m, ts in bad.items() if ts}
+
+
+@pytest.mark.parametrize("module", ["advisor.session", "advisor.comparison", "advisor.child"])
+def test_running_the_script_knows_no_view(graph, module):
+    """A run reports its progress to a listener; which view shows it is the CLI's (or the TUI's) choice."""
+    assert not [t for t in graph[module] if t.startswith(("advisor.views", "advisor.tui"))]
+
+
+def test_ranking_and_the_views_need_no_torch():
+    """The TUI ranks and shows records of a run made elsewhere: importing it must not import torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, advisor.ranking, advisor.verdict, advisor.format, advisor.tui.app, advisor.report.markdown; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from advisor.trials import is_gain
+from advisor.verdict import is_gain
 from conftest import EXAMPLES, SCRIPTS, install_plugin, profile_json
 
 TRAPS = (SCRIPTS.parent / "plugins" / "trap_techniques.py").read_text()

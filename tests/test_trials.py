@@ -14,7 +14,8 @@ import torch
 
 from advisor.technique import Benchmark, Context, DoesNotApply, Estimate, Technique, Verdict
 from advisor.techniques.dtype import Autocast
-from advisor.trials import family, hardware, measure, pairs_worth_measuring, project, trial
+from advisor.ranking import family, pairs_worth_measuring, project
+from advisor.trials import hardware, measure, trial
 from conftest import AVX2_ONLY, EXAMPLES, SCRIPTS, bf16_missing, install_plugin, profile_json
 
 BROKEN = textwrap.dedent('''

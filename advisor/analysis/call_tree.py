@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-STEP_PREFIX = "ProfilerStep#"
-CALL_SITE_PREFIX = "advisor::call "
+from advisor.rundir import CALL_SITE_PREFIX, STEP_PREFIX
+
 _HOST_CATEGORIES = ("cpu_op", "user_annotation", "memory", "cuda_runtime", "cuda_driver")
 
 

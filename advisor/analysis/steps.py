@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from advisor.analysis.call_tree import STEP_PREFIX
+from advisor.quartiles import quartiles
+from advisor.rundir import (BACKWARD_EVENT, DATALOADER_PREFIX, FORWARD_EVENT, OPTIMIZER_PREFIX,
+                             STEP_PREFIX)
 
 PHASES = ("data", "forward", "backward", "optimizer")
 
@@ -16,13 +18,13 @@ _PHASE_PRIORITY = ("data", "optimizer", "backward", "forward")
 
 def phase_of(name: str) -> str | None:
     """The step phase a host annotation marks, or None."""
-    if name.startswith("enumerate(DataLoader)"):
+    if name.startswith(DATALOADER_PREFIX):
         return "data"
-    if name == "advisor::forward":
+    if name == FORWARD_EVENT:
         return "forward"
-    if name == "advisor::backward":
+    if name == BACKWARD_EVENT:
         return "backward"
-    if name.startswith("Optimizer."):
+    if name.startswith(OPTIMIZER_PREFIX):
         return "optimizer"
     return None
 
@@ -119,8 +121,8 @@ def step_stats(steps: pd.DataFrame) -> dict:
         return {"count": 0, "median_ms": None, "mean_ms": None, "min_ms": None, "max_ms": None,
                 "iqr_ms": None, "spread": None}
     d = steps["duration_ms"]
-    median = float(d.median())
-    iqr = float(d.quantile(0.75) - d.quantile(0.25))
+    q1, median, q3 = quartiles(d.tolist())
+    iqr = q3 - q1
     return {"count": int(len(d)), "median_ms": round(median, 4), "mean_ms": round(float(d.mean()), 4),
             "min_ms": round(float(d.min()), 4), "max_ms": round(float(d.max()), 4),
             "iqr_ms": round(iqr, 4), "spread": round(iqr / median, 4) if median > 0 else None}

@@ -16,11 +16,11 @@ import ijson
 import pandas as pd
 
 from advisor.errors import RunDirError
+from advisor.rundir import MEMORY_EVENT
 
 #: event categories kept (complete events) and the instant memory events
 _KEPT_CATEGORIES = {"cpu_op", "user_annotation", "gpu_user_annotation", "kernel",
                     "gpu_memcpy", "gpu_memset", "cuda_runtime", "cuda_driver"}
-_MEMORY_EVENT = "[memory]"
 _METADATA_LIMIT = 64 << 20
 
 
@@ -85,7 +85,7 @@ def _columns(stream) -> dict[str, list]:
         if ph == "X" and cat in _KEPT_CATEGORIES:
             args = event.get("args") or {}
             dur = event.get("dur", 0.0)
-        elif ph == "i" and event.get("name") == _MEMORY_EVENT:
+        elif ph == "i" and event.get("name") == MEMORY_EVENT:
             args = event.get("args") or {}
             cat, dur = "memory", 0.0
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from advisor.finding import Finding, RunFacts
+from advisor.finding import BACKWARD_EVENT, Finding, RunFacts
 from advisor.hookspecs import hookimpl
 
 FIX = """\
@@ -13,7 +13,7 @@ with torch.inference_mode():   # or torch.no_grad()
 def inference_with_grad(run: RunFacts) -> Finding | None:
     forward = run.facts.get("forward") or {}
     with_grad, calls = forward.get("with_grad") or 0, forward.get("outermost_calls") or 0
-    backward = run.host["name"].astype(str).eq("advisor::backward").any()
+    backward = run.host["name"].astype(str).eq(BACKWARD_EVENT).any()
     if not with_grad or backward:
         return None
     site = forward.get("with_grad_site")

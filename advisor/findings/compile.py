@@ -3,7 +3,7 @@ eager Python between them, and recompilations during the steps."""
 
 from __future__ import annotations
 
-from advisor.finding import Finding, RunFacts
+from advisor.finding import FORWARD_EVENT, Finding, RunFacts
 from advisor.hookspecs import hookimpl
 
 REGION = "Torch-Compiled Region"
@@ -22,7 +22,7 @@ def graph_breaks(run: RunFacts) -> Finding | None:
     host = run.host
     regions = host[(host["cat"] == "user_annotation") & host["name"].astype(str).str.startswith(REGION)]
     top = run.ops[run.ops["op_parent"] < 0]
-    forward = top[run.inside(top, "advisor::forward")]
+    forward = top[run.inside(top, FORWARD_EVENT)]
     eager = forward[~run.inside(forward, REGION)]
     reasons = "; ".join(end.get("break_reasons") or [])
     return Finding(

@@ -3,7 +3,7 @@ deterministic algorithms on a GPU, and ``CUDA_LAUNCH_BLOCKING``."""
 
 from __future__ import annotations
 
-from advisor.finding import Finding, RunFacts
+from advisor.finding import BACKWARD_EVENT, Finding, RunFacts
 from advisor.hookspecs import hookimpl
 
 #: ops whose deterministic variants are slower (cuDNN algorithm choice, atomics replaced by sorting)
@@ -23,7 +23,7 @@ def anomaly_detection(run: RunFacts) -> Finding | None:
     if not steps:
         return None
     checks = run.ops[run.ops["name"].astype(str).isin(("aten::isnan", "aten::any", "aten::ne"))
-                     & run.inside(run.ops, "advisor::backward")]
+                     & run.inside(run.ops, BACKWARD_EVENT)]
     checked = f"; backward ran {len(checks) / run.steps:.0f} NaN-check ops per step" if len(checks) else ""
     return Finding(
         id="anomaly_detection", title="Autograd anomaly detection is on",

@@ -3,7 +3,7 @@ gradients zeroed in place instead of set to None."""
 
 from __future__ import annotations
 
-from advisor.finding import Finding, RunFacts
+from advisor.finding import ZERO_GRAD_EVENT, Finding, RunFacts
 from advisor.hookspecs import hookimpl
 
 #: optimizer share of the step above which its for-loop implementation is worth a finding
@@ -42,7 +42,7 @@ def for_loop_optimizer(run: RunFacts) -> Finding | None:
 def zero_grad_in_place(run: RunFacts) -> Finding | None:
     ops = run.ops
     zeroing = ops[ops["name"].astype(str).isin(_ZEROING_OPS)]
-    zeroing = zeroing[run.inside(zeroing, "Optimizer.zero_grad")]
+    zeroing = zeroing[run.inside(zeroing, ZERO_GRAD_EVENT)]
     if zeroing.empty:
         return None
     return Finding(

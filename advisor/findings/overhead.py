@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from advisor.finding import Finding, RunFacts
+from advisor.finding import BACKWARD_EVENT, FORWARD_EVENT, Finding, RunFacts
 from advisor.hookspecs import hookimpl
 
 #: median duration of the top-level ops (CPU; the median, as a descheduled op can last milliseconds)
@@ -38,7 +38,7 @@ def overhead_bound(run: RunFacts) -> Finding | None:
         return Finding(id="overhead_bound", title="The step is launch-bound: many tiny kernels", evidence=evidence,
                        severity=idle, fix=FIX, technique="compile")
     top = run.ops[run.ops["op_parent"] < 0]
-    compute = top[run.inside(top, "advisor::forward") | run.inside(top, "advisor::backward")]
+    compute = top[run.inside(top, FORWARD_EVENT) | run.inside(top, BACKWARD_EVENT)]
     if compute.empty:
         return None
     phase_us = run.phase_share("forward", "backward") * run.window_us

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from advisor.finding import Finding, RunFacts
+from advisor.finding import BACKWARD_EVENT, FORWARD_EVENT, Finding, RunFacts
 from advisor.hookspecs import hookimpl
 
 #: CUDA runtime calls that block the host until the device has caught up
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
-_PHASES = ("advisor::forward", "advisor::backward")
+_PHASES = (FORWARD_EVENT, BACKWARD_EVENT)
 
 SYNC_FIX = """\
 # keep per-step values on the device; read them on the host every N steps

@@ -18,7 +18,7 @@ When none of them comes before a recording limit, the runner analyses the record
 (``time_slices``, see :mod:`advisor.runner.limits`).
 
 The detector also marks each outermost module call as ``advisor::forward`` and each backward pass
-as ``advisor::backward`` in the profiler trace, which the step breakdown reads.
+as ``advisor::backward`` in the profiler trace (names in :mod:`advisor.rundir`), which the step breakdown reads.
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ from typing import Callable
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-FORWARD_LABEL = "advisor::forward"
-BACKWARD_LABEL = "advisor::backward"
-CALL_SITE_PREFIX = "advisor::call "
+from advisor.rundir import BACKWARD_EVENT, CALL_SITE_PREFIX, FORWARD_EVENT
+
 
 _LIBRARY_ROOTS = tuple(
     os.path.realpath(p) + os.sep
@@ -150,7 +149,7 @@ class StepDetector:
             captured = capture is not None and capture.before_call(self, args, kwargs)
             detector._depth += 1
             try:
-                with torch.profiler.record_function(FORWARD_LABEL), _labels(detector):
+                with torch.profiler.record_function(FORWARD_EVENT), _labels(detector):
                     if detector.live is None:
                         result = module_call(self, *args, **kwargs)
                     else:
@@ -203,7 +202,7 @@ class StepDetector:
         self._backward_depth += 1
         try:
             outermost = self._backward_starts(roots, grad_call=grad_call)
-            with torch.profiler.record_function(BACKWARD_LABEL), _labels(self):
+            with torch.profiler.record_function(BACKWARD_EVENT), _labels(self):
                 result = function(*args, **kwargs)
         finally:
             self._backward_depth -= 1

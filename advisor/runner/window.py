@@ -21,6 +21,7 @@ from torch.profiler import record_function
 
 from advisor.rundir import TRACE_FILE
 from advisor.runner.limits import PRE_STEP, WINDOW, heap_in_use, release_memory, rss_bytes
+from advisor.rundir import STEP_PREFIX
 
 
 class _Recording:
@@ -136,7 +137,7 @@ class ProfilerWindow:
             self._window_started = True
             self._cpu0, self._wall0 = _process_cpu_seconds(), time.perf_counter()
         if self._window_started:
-            self._step_label = record_function(f"ProfilerStep#{b}")
+            self._step_label = record_function(f"{STEP_PREFIX}{b}")
             self._step_label.__enter__()
         return False
 

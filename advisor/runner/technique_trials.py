@@ -1,0 +1,59 @@
+"""After the window: ask every technique plugin about the run and measure those that apply on the captured step;
+``trials.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable
+
+from advisor.rundir import TRIALS_FILE, WORKLOAD_FILE, read_json
+from advisor.rundir_io import atomic_write_json
+
+
+@dataclasses.dataclass
+class TrialSettings:
+    names: list[str] | None
+    measure: bool
+    blocked: tuple[str, ...]
+    budget_s: float
+    pairs: str = "gaining"  # "gaining": pairs of the best singles that gained; "all"; "none"
+
+
+def run_trials(run_dir: Path, runner_record: dict, workload, not_reproduced: str | None, settings: TrialSettings,
+               report: Callable[..., None]) -> None:
+    """Ask, estimate, measure and rank every technique; write ``trials.json``. ``report(event=...)`` tells the
+    session which trial runs."""
+    from advisor.pipeline import analyse_recording
+    from advisor.plugins import collect, plugin_manager
+    from advisor.ranking import pairs_worth_measuring, project, rank, replayed_share
+    from advisor.technique import Context, Technique
+    from advisor.trials import broken_plugin, hardware, trial
+
+    summary = analyse_recording(run_dir, runner_record)
+    workload_info = read_json(run_dir / WORKLOAD_FILE, "workload")
+    context = Context(summary=summary, workload=workload_info, hardware=hardware(workload))
+    pm = plugin_manager(settings.blocked)
+    records = [broken_plugin(plugin, f"failed to load: {error}") for plugin, error in pm.load_errors.items()]
+    provided, problems = collect(pm.hook.advisor_techniques, Technique, config={"techniques": settings.names})
+    records.extend(broken_plugin(plugin, why) for plugin, why in problems)
+    techniques = [t for t in provided if settings.names is None or t.name in settings.names]
+    measure = settings.measure and workload is not None
+    for i, technique in enumerate(techniques):
+        report(event="trial", name=technique.name, n=i + 1, of=len(techniques))
+        record = trial(technique, context, workload, measure, settings.budget_s, not_reproduced=not_reproduced)
+        if settings.measure and workload is None and record.get("status") == "not measured":
+            record["status"] = f"not measured: no captured workload ({workload_info.get('reason')})"
+        records.append(record)
+    measure = measure and not_reproduced is None
+    if measure and settings.pairs != "none":
+        everything = settings.pairs == "all"
+        pairs = pairs_worth_measuring(records, {t.name: t for t in techniques}, top=None if everything else 3,
+                                      threshold=0.0 if everything else 1.05)
+        for i, pair in enumerate(pairs):
+            report(event="trial", name=pair.name, n=i + 1, of=0)
+            records.append({**trial(pair, context, workload, True, settings.budget_s), "pair": True})
+    training = bool(workload_info.get("training"))
+    project(records, summary, training)
+    atomic_write_json(run_dir / TRIALS_FILE, {"measured": measure, "replayed_share": replayed_share(summary, training),
+                                              "techniques": rank(records)})
