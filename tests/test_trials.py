@@ -163,7 +163,8 @@ def test_input_bound_example_says_no_model_side_technique_helps(tmp_path):
     from advisor.views.recommendations import bottleneck_note
 
     proc, summary = profile_json(EXAMPLES / "input_bound_train.py", "--warmup", "2", "--steps", "3",
-                                 "--no-measure", "--", "--steps", "10", tmp_path=tmp_path)
+                                 "--no-measure", "--", "--steps", "10", "--read-latency-ms", "10",
+                                 tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "no model-side technique addresses this bottleneck" in bottleneck_note(summary)
     assert all(r["measured"] is None for r in summary["recommendations"])
