@@ -67,8 +67,10 @@ def test_block_a_plugin_and_switch_autoload_off(tmp_path):
     assert "honest" not in collectors and "raising_plugin" in collectors
     _, collectors = _run(tmp_path, env_extra={"ADVISOR_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert "honest" not in collectors and "raising_plugin" not in collectors and "psutil" in collectors
-    _, collectors = _run(tmp_path, "-p", "no:collectors")
-    assert "psutil" not in collectors and "torch_profiler" in collectors
+    _, collectors = _run(tmp_path, "-p", "no:collectors_perf")
+    assert "perf" not in collectors and "psutil" in collectors and "nvml" in collectors
+    _, collectors = _run(tmp_path, "-p", "no:collectors_psutil", "-p", "no:collectors_nvml", "-p", "no:collectors_perf")
+    assert "psutil" not in collectors and "nvml" not in collectors and "torch_profiler" in collectors
 
 
 def test_bad_block_option(tmp_path):
@@ -87,7 +89,8 @@ def test_plugins_command_lists_techniques_collectors_and_load_errors(tmp_path):
     plugins = {p["name"]: p for p in json.loads(proc.stdout)}
     assert plugins["dtype"]["techniques"] == ["dtype: Autocast matmuls and convolutions to bfloat16 / float16"]
     assert plugins["dtype"]["distribution"].startswith("torch-advisor ")
-    assert plugins["collectors"]["collectors"] == ["psutil", "nvml", "perf"]
+    assert [plugins[f"collectors_{name}"]["collectors"] for name in ("psutil", "nvml", "perf")] == \
+        [["psutil"], ["nvml"], ["perf"]]
     assert plugins["odd_collectors"]["collectors"] == ["fails_to_start", "check_raises", "honest"]
     assert plugins["does_not_import"]["status"].startswith("failed to load: ModuleNotFoundError")
     blocked = json.loads(run_advisor("plugins", "--json", "-p", "no:dtype", env=env).stdout)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from conftest import EXAMPLES, profile_json
 from advisor.technique import OptimizerSpec, Workload
-from advisor.technique import Context
+from advisor.technique import Context, DoesNotApply
 from advisor.techniques.pruning import StructuredPruning, UnstructuredPruning, advisor_techniques
 from advisor.trials import quality
 
@@ -156,15 +156,15 @@ def test_residual_blocks_keep_their_width():
         assert out.shape == (6, 5)
 
 
-def test_nothing_prunable_raises_a_clear_error():
+def test_nothing_prunable_does_not_apply_with_the_reason():
     base = workload(nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8), nn.Linear(8, 3)), torch.randn(2, 8), True)
-    with pytest.raises(ValueError, match="nothing could be pruned safely in Sequential"):
+    with pytest.raises(DoesNotApply, match="nothing could be pruned safely in Sequential"):
         StructuredPruning(0.5).apply(base.clone())
 
 
 def test_a_traced_graph_that_is_not_what_runs_is_caught_by_the_forward_check():
     base = workload(TracedPathDiffers(), torch.randn(3, 8), training=False)
-    with pytest.raises(ValueError, match="nothing could be pruned safely"):
+    with pytest.raises(DoesNotApply, match="nothing could be pruned safely"):
         StructuredPruning(0.5).apply(base.clone())
     pruned = StructuredPruning(0.5).apply(workload(UntraceableWrapper(), torch.randn(3, 32), False).clone())
     assert pruned.model.head.fc1.out_features == 16 and pruned.model.body[0].out_features == 32  # only body's pair

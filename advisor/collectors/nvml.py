@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from advisor.collectors.base import Availability, CollectorContext, SamplingCollector, read_artifact_csv
+from advisor.hookspecs import hookimpl
 
 GPU_SAMPLES_FILE = "gpu_samples.csv"
 COLUMNS = (
@@ -232,3 +233,9 @@ def load_gpu_samples(path: Path | str) -> pd.DataFrame:
     frame["name"] = frame["name"].fillna("").astype(str)
     frame["source"] = frame["source"].fillna("").astype(str)
     return frame
+
+
+@hookimpl
+def advisor_collectors(config: dict):
+    """Built-in plugin ``collectors_nvml``: the GPUs, sampled through NVML or nvidia-smi."""
+    return [GpuSampler()]

@@ -12,6 +12,7 @@ import pandas as pd
 
 from advisor.collectors.base import Availability, Collector, CollectorContext, read_artifact_csv
 from advisor.rundir_io import atomic_write_csv
+from advisor.hookspecs import hookimpl
 
 RAW_FILE = "perf_stat.txt"
 PERF_STAT_FILE = "perf_stat.csv"
@@ -164,3 +165,9 @@ def load_perf_stat(path: Path | str) -> pd.DataFrame:
     frame["event"] = frame["event"].fillna("").astype(str)
     frame["raw_event"] = frame["raw_event"].fillna("").astype(str)
     return frame.astype({"value": "float64", "supported": "bool", "counted": "bool", "running_percent": "float64"})
+
+
+@hookimpl
+def advisor_collectors(config: dict):
+    """Built-in plugin ``collectors_perf``: ``perf stat`` counters of the script's process."""
+    return [PerfStat()]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from advisor.collectors.base import Availability, CollectorContext, SamplingCollector, read_artifact_csv
+from advisor.hookspecs import hookimpl
 
 SAMPLES_FILE = "samples.csv"
 COLUMNS = (
@@ -151,3 +152,9 @@ def load_samples(path: Path | str) -> pd.DataFrame:
     for column in _INT_COLUMNS:
         frame[column] = frame[column].astype("int64") if not frame[column].isna().any() else frame[column]
     return frame
+
+
+@hookimpl
+def advisor_collectors(config: dict):
+    """Built-in plugin ``collectors_psutil``: the script's process tree, sampled with psutil."""
+    return [PsutilSampler()]

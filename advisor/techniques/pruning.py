@@ -30,9 +30,9 @@ pruned value); should it fail, the groups are tried one at a time and only those
 
 ``applies_to`` sees only the run's summary, not the model, so it decides from the time spent in
 Linear/conv ops (``aten::addmm``/``mm``/``convolution``); whether anything can be pruned safely is
-only known in ``apply``. When nothing can, ``apply`` raises ``ValueError("nothing could be pruned
-safely in <model class>")``: the trial is then recorded with that message rather than as a measured
-~1.0x, which would read as "pruning was tried and gained nothing". The parameters removed are set
+only known in ``apply``. When nothing can, ``apply`` raises ``DoesNotApply("nothing could be pruned
+safely in <model class>")``: the trial is then recorded as not applicable with that reason rather than as a
+measured ~1.0x, which would read as "pruning was tried and gained nothing". The parameters removed are set
 on the returned workload as ``workload.notes`` (``parameters_removed``, ``parameters_before``, ...).
 
 Unstructured pruning (``prune_unstructured_50``) zeroes the 50% smallest-magnitude weights of every
@@ -48,7 +48,7 @@ from __future__ import annotations
 import copy
 
 from advisor.hookspecs import hookimpl
-from advisor.technique import Context, Estimate, Technique, Verdict, amdahl
+from advisor.technique import Context, DoesNotApply, Estimate, Technique, Verdict, amdahl
 
 #: hot ops that Linear and Conv2d layers run (forward and backward)
 LAYER_OPS = ("addmm", "aten::mm", "aten::linear", "conv")
@@ -267,11 +267,11 @@ def prune_structured(workload, ratio: float):
     try:
         dg = _dependency_graph(workload)
     except Exception as exc:
-        raise ValueError(f"nothing could be pruned safely in {kind}: Torch-Pruning could not trace it "
+        raise DoesNotApply(f"nothing could be pruned safely in {kind}: Torch-Pruning could not trace it "
                          f"({type(exc).__name__}: {exc})") from exc
     plan = _plan(dg, model, ratio)
     if not plan:
-        raise ValueError(f"nothing could be pruned safely in {kind}")
+        raise DoesNotApply(f"nothing could be pruned safely in {kind}")
     expected = _outputs_shapes(workload)
 
     def check() -> bool:
@@ -282,7 +282,7 @@ def prune_structured(workload, ratio: float):
     else:  # one group at a time, each on top of those kept
         kept = [item for item in plan[:_MAX_RETRIES] if _prune_together(dg, [item], check)]
     if not kept:
-        raise ValueError(f"nothing could be pruned safely in {kind}: "
+        raise DoesNotApply(f"nothing could be pruned safely in {kind}: "
                          "the pruned forward changed the outputs' shapes or failed")
     notes = dict(getattr(workload, "notes", None) or {})
     notes.update(parameters_removed=before - sum(p.numel() for p in model.parameters()), parameters_before=before,
@@ -306,7 +306,7 @@ def prune_unstructured(workload, amount: float):
                 zeroed += int((module.weight == 0).sum())
             total += module.weight.numel()
     if not total:
-        raise ValueError(f"no Linear or Conv2d layer in {type(workload.model).__name__}")
+        raise DoesNotApply(f"no Linear or Conv2d layer in {type(workload.model).__name__}")
     notes = dict(getattr(workload, "notes", None) or {})
     notes.update(parameters_removed=0, parameters_before=sum(p.numel() for p in workload.model.parameters()),
                  weights_zeroed=zeroed, weights_in_layers=total)
