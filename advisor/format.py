@@ -72,3 +72,27 @@ def display_source(site: str | None, cwd: str | None = None) -> str:
     if cwd and path.startswith(cwd.rstrip(os.sep) + os.sep):
         path = os.path.relpath(path, cwd)
     return f"{path}:{line}"
+
+
+def rate(value: float | None, unit: str = "FLOP/s") -> str:
+    """A rate with an SI prefix: ``312.5 GFLOP/s``, ``21.0 GB/s``, or ``-``."""
+    if value is None or value != value:
+        return "-"
+    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.1f} {prefix}{unit}"
+    return f"{value:.0f} {unit}"
+
+
+def roofline_line(roof: dict | None) -> str:
+    """Where the step sits: ``MFU 12.3% (34.5 GFLOP/s of 280.1 GFLOP/s float32); 61% of the step
+    memory-bound``, or ``""`` when the run has no roofline."""
+    if not roof or roof.get("mfu") is None:
+        return ""
+    line = (f"MFU {pct(roof['mfu'])} ({rate(roof['achieved_flops_per_s'])} of {rate(roof['peak_flops_per_s'])} "
+            f"{roof.get('dtype')})")
+    shares = roof.get("bound_shares") or {}
+    if shares:
+        bound = max(shares, key=shares.get)
+        line += f"; {100 * shares[bound]:.0f}% of the step in {bound}-bound ops"
+    return line

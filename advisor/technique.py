@@ -126,6 +126,9 @@ class Technique:
     title: str = ""
     #: how to make the same change in one's own script
     snippet: str = ""
+    #: True for a technique that removes arithmetic (structured pruning): its gain may exceed what the machine's
+    #: measured peaks allow for the step's FLOPs, which otherwise flags a measured gain ``suspect``
+    changes_flops: bool = False
 
     def applies_to(self, context: Context) -> Verdict:
         """Whether the technique applies to this run, with the reason either way."""
