@@ -93,6 +93,17 @@ def roofline_line(roof: dict | None) -> str:
             f"{roof.get('dtype')})")
     shares = roof.get("bound_shares") or {}
     if shares:
-        bound = max(shares, key=shares.get)
-        line += f"; {100 * shares[bound]:.0f}% of the step in {bound}-bound ops"
+        line += "; the step in " + ", ".join(f"{kind}-bound ops {100 * share:.0f}%" for kind, share in
+                                             sorted(shares.items(), key=lambda kv: -kv[1]))
+    if roof["mfu"] > 1:
+        line += " (above 1: the peaks were measured low, under load; `advisor peaks --remeasure`)"
     return line
+
+
+def peaks_note(peaks: dict | None) -> str:
+    """Where the peaks come from: ``peaks of AMD EPYC (2 threads) measured 2026-12-02T07:21:18+00:00 at load 3.9``."""
+    if not peaks:
+        return "no peaks measured"
+    load = peaks.get("load_average")
+    return (f"peaks of {peaks.get('name')} ({peaks.get('threads')} threads) measured {peaks.get('measured_at')}"
+            + (f" at load {load[0]:g}" if load else "") + ": `advisor peaks`")

@@ -135,7 +135,8 @@ def measure(device: str = "cpu") -> dict:
     largest = 1 << (28 if device == "cuda" else 25)  # elements per array: 1 GiB on a GPU, 128 MiB on the host
     makers = {}
     for dtype in _dtypes(device):
-        makers[("flops_per_s", dtype)] = (lambda n, d=dtype: _matmul(n, d, device), 256, 8192 if device == "cuda" else 1024)
+        largest_matmul = 8192 if device == "cuda" else 1024
+        makers[("flops_per_s", dtype)] = (lambda n, d=dtype: _matmul(n, d, device), 256, largest_matmul)
         makers[("conv_flops_per_s", dtype)] = (lambda n, d=dtype: _conv(n, d, device), 1, 32)
     makers[("bandwidth", "copy")] = (lambda n: _stream(n, device, triad=False), 1 << 24, largest)
     makers[("bandwidth", "triad")] = (lambda n: _stream(n, device, triad=True), 1 << 24, largest)

@@ -18,7 +18,8 @@ from advisor.collectors.nvml import GPU_SAMPLES_FILE, load_gpu_samples
 from advisor.collectors.perf_stat import PERF_STAT_FILE, load_perf_stat
 from advisor.collectors.psutil_sampler import SAMPLES_FILE, load_samples
 from advisor.errors import RunDirError
-from advisor.rundir import PEAKS_FILE, RUNNER_FILE, TIME_SLICES, TRACE_FILE, TRIALS_FILE, WORKLOAD_FILE, load_meta, read_json
+from advisor.rundir import (PEAKS_FILE, RUNNER_FILE, TIME_SLICES, TRACE_FILE, TRIALS_FILE, WORKLOAD_FILE, load_meta,
+                            read_json)
 SUMMARY_HOT_OPS = 15
 
 

@@ -2,8 +2,8 @@
 
 Bytes moved are estimated from each call's input shapes and dtypes: every input tensor read once and one
 output written (its size from the op's shapes for matmuls and convolutions, else the size of the largest
-input). Ops that call other ops (``aten::linear``, ``aten::conv2d``) spend their own time dispatching:
-they move no bytes of their own and count as overhead.
+input). Ops that hand their work to the ops they call (``aten::linear``, ``aten::conv2d``) spend their own
+time dispatching: they move no bytes of their own and count as overhead.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ ROOFLINE_COLUMNS = ["dtype", "bytes", "intensity", "attainable_flops_per_s", "ro
 _ITEMSIZE = {"float": 4, "double": 8, "c10::BFloat16": 2, "c10::Half": 2, "long int": 8, "int": 4, "short int": 2,
              "bool": 1, "unsigned char": 1, "signed char": 1, "c10::complex<float>": 8}
 _TRACE_DTYPES = {"float": "float32", "c10::BFloat16": "bfloat16", "c10::Half": "float16", "double": "float64"}
-#: an op far below its roof (under this fraction) whose calls are this short is bound by the overhead of calling it
-OVERHEAD_FRACTION, OVERHEAD_CALL_US = 0.1, 50.0
+#: an op far below its roof (under this fraction) whose calls would take under this long each at the roof (µs)
+#: is bound by the fixed cost of calling it, not by its work
+OVERHEAD_FRACTION, OVERHEAD_CALL_US = 0.1, 5.0
 _MATMULS = ("aten::mm", "aten::bmm")
 _ADD_MATMULS = ("aten::addmm", "aten::baddbmm")
 
@@ -69,10 +70,12 @@ def op_dtype(types) -> str | None:
 
 
 def attach_bytes(ops: pd.DataFrame, flops: pd.Series) -> pd.Series:
-    """Bytes per op row; NaN for ops that call other ops and do no counted arithmetic themselves."""
-    parents = set(ops["op_parent"].to_numpy().tolist()) if "op_parent" in ops else set()
-    values = [math.nan if label in parents and not f > 0 else op_bytes(str(n), d, t)
-              for label, n, d, t, f in zip(ops.index, ops["name"], ops["input_dims"], ops["input_types"], flops)]
+    """Bytes per op row; NaN for ops that hand their work to the ops they call (under half of their time is
+    their own) and do no counted arithmetic themselves."""
+    parents = set(ops["op_parent"].to_numpy().tolist())
+    wrapper = ops.index.isin(list(parents)) & (ops["self_us"] < 0.5 * ops["dur"]).to_numpy() & ~(flops > 0).to_numpy()
+    values = [math.nan if w else op_bytes(str(n), d, t)
+              for w, n, d, t in zip(wrapper, ops["name"], ops["input_dims"], ops["input_types"])]
     return pd.Series(values, index=ops.index, dtype=float)
 
 
@@ -105,10 +108,11 @@ def roofline(table: pd.DataFrame, peaks: dict | None) -> pd.DataFrame:
     moved = (table["bytes"] / seconds / bandwidth).where(~counted)
     table["attainable_flops_per_s"] = attainable.where(counted)
     table["roofline_fraction"] = (achieved / attainable).where(counted, moved)
-    per_call_us = seconds * 1e6 / table["calls"].clip(lower=1)
+    at_roof_s = (table["flops"] / attainable).where(counted, table["bytes"] / bandwidth)
+    at_roof_us = at_roof_s * 1e6 / table["calls"].clip(lower=1)
     bound = np.where(counted & (table["intensity"] * bandwidth >= peak), "compute", "memory")
     overhead = table["bytes"].isna() | ((table["roofline_fraction"] < OVERHEAD_FRACTION)
-                                        & (per_call_us < OVERHEAD_CALL_US))
+                                        & (at_roof_us < OVERHEAD_CALL_US))
     table["bound"] = np.where(overhead, "overhead", bound)
     return table
 
