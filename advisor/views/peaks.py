@@ -27,5 +27,7 @@ def print_peaks(peaks: dict, console: Console) -> None:
     console.print(peaks_table(peaks))
     load = peaks.get("load_average")
     source = "from the cache" if peaks.get("source") == "cache" else "measured now"
-    console.print(f"{source} in {peaks.get('duration_s')} s" + (f", load average {load[0]:g}" if load else "")
+    count = len(peaks.get("measurements") or [None])
+    console.print(f"{source}: the best of {count} measurement{'s' if count > 1 else ''}, the last in "
+                  f"{peaks.get('duration_s')} s" + (f" at load average {load[0]:g}" if load else "")
                   + "; `advisor peaks --remeasure` measures again")
