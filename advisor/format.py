@@ -95,8 +95,9 @@ def roofline_line(roof: dict | None) -> str:
     if shares:
         line += "; the step in " + ", ".join(f"{kind}-bound ops {100 * share:.0f}%" for kind, share in
                                              sorted(shares.items(), key=lambda kv: -kv[1]))
-    if roof["mfu"] > 1:
-        line += " (above 1: the peaks were measured low, under load; `advisor peaks --remeasure`)"
+    if roof["mfu"] > 1 or roof.get("above_roof"):
+        line += (f" ({', '.join(roof.get('above_roof') or ['the step'])} ran above the measured roof: the peaks were "
+                 "measured low, on a busy machine; `advisor peaks --remeasure` raises them)")
     return line
 
 

@@ -25,9 +25,9 @@ CACHE_ENV = "ADVISOR_CACHE_DIR"
 #: version of the measurement; a cached entry of another one is measured again
 METHOD_VERSION = 1
 #: seconds one kernel is timed for (after the call that picks its size)
-KERNEL_BUDGET_S = 0.2
+KERNEL_BUDGET_S = 0.25
 #: rounds over all kernels, taking turns: on a shared machine, the best call comes from a moment the cores were free
-ROUNDS = 5
+ROUNDS = 8
 #: the torch dtype names peaks are keyed by, and the names the kineto trace gives them
 DTYPES = ("float32", "bfloat16", "float16")
 TRACE_DTYPES = {"float": "float32", "c10::BFloat16": "bfloat16", "c10::Half": "float16", "double": "float64"}
@@ -132,12 +132,13 @@ def measure(device: str = "cpu") -> dict:
     started = time.perf_counter()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    largest = 1 << (28 if device == "cuda" else 25)  # elements per array: 1 GiB on a GPU, 128 MiB on the host
+    cuda = device == "cuda"
+    largest = 1 << (28 if cuda else 25)  # elements per array: 1 GiB on a GPU, 128 MiB on the host
     makers = {}
     for dtype in _dtypes(device):
-        largest_matmul = 8192 if device == "cuda" else 1024
-        makers[("flops_per_s", dtype)] = (lambda n, d=dtype: _matmul(n, d, device), 256, largest_matmul)
-        makers[("conv_flops_per_s", dtype)] = (lambda n, d=dtype: _conv(n, d, device), 1, 32)
+        # on a CPU, kernels of a millisecond or two: short enough to fit between other processes' time slices
+        makers[("flops_per_s", dtype)] = (lambda n, d=dtype: _matmul(n, d, device), 256, 8192 if cuda else 512)
+        makers[("conv_flops_per_s", dtype)] = (lambda n, d=dtype: _conv(n, d, device), 1, 32 if cuda else 2)
     makers[("bandwidth", "copy")] = (lambda n: _stream(n, device, triad=False), 1 << 24, largest)
     makers[("bandwidth", "triad")] = (lambda n: _stream(n, device, triad=True), 1 << 24, largest)
     _warm_up(sync, device)

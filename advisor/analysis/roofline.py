@@ -21,6 +21,11 @@ _TRACE_DTYPES = {"float": "float32", "c10::BFloat16": "bfloat16", "c10::Half": "
 #: an op far below its roof (under this fraction) whose calls would take under this long each at the roof (µs)
 #: is bound by the fixed cost of calling it, not by its work
 OVERHEAD_FRACTION, OVERHEAD_CALL_US = 0.1, 5.0
+#: ops that make a view or an empty tensor: they move no data
+_NO_DATA = frozenset(f"aten::{name}" for name in (
+    "view", "_unsafe_view", "_reshape_alias", "reshape", "t", "transpose", "permute", "expand", "as_strided", "alias",
+    "squeeze", "unsqueeze", "slice", "select", "narrow", "split", "chunk", "unbind", "flatten", "detach", "numpy_T",
+    "resolve_conj", "resolve_neg", "lift_fresh", "empty", "empty_like", "empty_strided", "zeros_like"))
 _MATMULS = ("aten::mm", "aten::bmm")
 _ADD_MATMULS = ("aten::addmm", "aten::baddbmm")
 
@@ -46,8 +51,9 @@ def _output_elements(name: str, dims: list) -> int | None:
 
 
 def op_bytes(name: str, dims, types) -> float:
-    """Bytes one call of ``name`` reads and writes, from its input shapes and dtypes (NaN without tensors)."""
-    if not isinstance(dims, list) or not isinstance(types, list):
+    """Bytes one call of ``name`` reads and writes, from its input shapes and dtypes (NaN without tensors, or for an
+    op that only makes a view or an empty tensor)."""
+    if not isinstance(dims, list) or not isinstance(types, list) or name in _NO_DATA:
         return math.nan
     sizes = []
     for dim, kind in zip(dims, types):
@@ -119,7 +125,7 @@ def roofline(table: pd.DataFrame, peaks: dict | None) -> pd.DataFrame:
 
 def step_roofline(table: pd.DataFrame, steps: int, step_ms: float | None, peaks: dict | None) -> dict | None:
     """The step against the roofs: model FLOPs, achieved FLOP/s, MFU (against the peak of the dtype that does
-    most of the FLOPs), the step's intensity, and the share of the step in ops of each bound."""
+    most of the FLOPs), the step's intensity, and the share of the step in ops of each bound (of GPU time on a GPU)."""
     if table.empty or not steps or not step_ms:
         return None
     flops = float(table["flops"].sum(min_count=1)) if table["flops"].notna().any() else 0.0
@@ -130,13 +136,18 @@ def step_roofline(table: pd.DataFrame, steps: int, step_ms: float | None, peaks:
     achieved = per_step / (step_ms / 1000.0)
     result = {"model_flops_per_step": per_step, "bytes_per_step": moved / steps, "achieved_flops_per_s": achieved,
               "intensity": flops / moved if moved > 0 else None, "dtype": dtype, "peak_flops_per_s": None,
-              "mfu": None, "bound_shares": {}, "bound": None}
+              "mfu": None, "bound_shares": {}, "bound": None, "above_roof": []}
     if peaks:
         peak = max(compute_peak(peaks, "matmul", dtype), compute_peak(peaks, "conv", dtype))
         if peak > 0:
             result.update(peak_flops_per_s=peak, mfu=achieved / peak)
-        shares = table.groupby("bound")["share"].sum()
+        gpu = bool((table["device_time_ms"] > 0).any())
+        busy = table["device_time_ms"] if gpu else table["self_time_ms"]
+        shares = (busy / (steps * step_ms)).groupby(table["bound"]).sum()
         result["bound_shares"] = {str(k): float(v) for k, v in shares.items()}
         if not shares.empty:
             result["bound"] = str(shares.idxmax())
+        # an op faster than its roof: the peaks were measured low (on a busy machine), not the op impossibly fast
+        above = (table["roofline_fraction"] > 1.0) & ((table["flops"] > 0) | (table["share"] >= 0.01))
+        result["above_roof"] = table.loc[above, "name"].astype(str).tolist()
     return result

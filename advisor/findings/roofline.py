@@ -14,9 +14,16 @@ FAR_BELOW = 0.25
 #: share of the step in such ops (or in memory-bound float32 ops) worth a finding
 MIN_SHARE = 0.1
 #: a GPU step under this MFU, with the GPU idle at least this share of it, wastes the device
-LOW_MFU, IDLE_SHARE = 0.2, 0.3
+LOW_MFU, IDLE_SHARE = 0.2, 0.4
 #: a gap between kernels at least this long (µs) is an idle gap, not a launch
 GAP_US = 50.0
+
+
+def _share(run: RunFacts, op: dict) -> float:
+    """The op's share of the step: of its GPU time on a GPU, else of its self time."""
+    if run.gpu:
+        return run.time_share((op.get("device_time_ms") or 0.0) * 1000.0)
+    return op.get("share") or 0.0
 
 
 def _ops(run: RunFacts, **where) -> list[dict]:
@@ -30,7 +37,7 @@ def _listed(ops: list[dict], detail) -> str:
 
 def matmuls_below_roof(run: RunFacts) -> Finding | None:
     low = _ops(run, flops=lambda f: bool(f), roofline_fraction=lambda r: r is not None and r < FAR_BELOW)
-    share = sum(op.get("share") or 0.0 for op in low)
+    share = sum(_share(run, op) for op in low)
     if share < MIN_SHARE:
         return None
     evidence = (f"{share:.0%} of the step in matmuls and convolutions running at under {FAR_BELOW:.0%} of what "
@@ -49,14 +56,14 @@ def matmuls_below_roof(run: RunFacts) -> Finding | None:
 
 def memory_bound_float32(run: RunFacts) -> Finding | None:
     ops = _ops(run, bound="memory", dtype="float32")
-    share = sum(op.get("share") or 0.0 for op in ops)
+    share = sum(_share(run, op) for op in ops)
     if share < MIN_SHARE or (run.summary.get("roofline") or {}).get("bound") != "memory":
         return None
     bandwidth = ((run.summary.get("hardware") or {}).get("peaks") or {}).get("bytes_per_s")
     evidence = (f"{share:.0%} of the step in memory-bound ops on float32 tensors, the largest share of the step "
                 f"(the memory's measured bandwidth: {rate(bandwidth, 'B/s')}): "
-                + _listed(ops, lambda op: f"{pct(op.get('share'))} of the step, {pct(op.get('roofline_fraction'))} of "
-                                          "the bandwidth")
+                + _listed(ops, lambda op: f"{pct(_share(run, op))} of the step, {pct(op.get('roofline_fraction'))} "
+                                          "of the bandwidth")
                 + ". Their time is the bytes they move: activations in 16 bits move half as many.")
     return Finding(id="memory_bound_float32", title="The step is memory-bound on float32 activations",
                    evidence=evidence, severity=share,

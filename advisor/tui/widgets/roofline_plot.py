@@ -22,6 +22,7 @@ class RooflinePlot(PlotextPlot):
 
     def show(self, data: RooflineData | None, selected: str | None = None) -> None:
         self.data, self.selected = data, selected
+        self.display = data is not None and bool(data.ops)  # a run without measured peaks: no plot
         self.refresh()
 
     def render(self):
@@ -34,7 +35,6 @@ class RooflinePlot(PlotextPlot):
         plt.clear_data()
         plt.clear_figure()
         if data is None or not data.ops:
-            plt.title("no roofline: no measured peaks in this run, or no op with counted FLOPs")
             return
         points = [op for op in data.ops if op["intensity"] > 0 and op["flops_per_s"] > 0]
         low = min(op["intensity"] for op in points) / 4 if points else 0.1
