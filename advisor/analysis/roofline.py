@@ -13,7 +13,8 @@ import math
 import numpy as np
 import pandas as pd
 
-ROOFLINE_COLUMNS = ["dtype", "bytes", "intensity", "attainable_flops_per_s", "roofline_fraction", "bound"]
+ROOFLINE_COLUMNS = ["dtype", "bytes", "intensity", "peak_flops_per_s", "attainable_flops_per_s", "roofline_fraction",
+                    "bound"]
 #: bytes per element of the dtypes the kineto trace names
 _ITEMSIZE = {"float": 4, "double": 8, "c10::BFloat16": 2, "c10::Half": 2, "long int": 8, "int": 4, "short int": 2,
              "bool": 1, "unsigned char": 1, "signed char": 1, "c10::complex<float>": 8}
@@ -95,11 +96,13 @@ def compute_peak(peaks: dict, name: str, dtype: str | None) -> float:
 
 def roofline(table: pd.DataFrame, peaks: dict | None) -> pd.DataFrame:
     """The hot-op ``table`` (with ``flops``, ``bytes``, ``dtype``, times and ``calls``) with the roofline columns:
-    ``intensity`` (FLOP/byte), ``attainable_flops_per_s`` (min of the compute peak and intensity x bandwidth),
+    ``intensity`` (FLOP/byte), ``peak_flops_per_s`` (the compute roof of the op's kind and dtype),
+    ``attainable_flops_per_s`` (min of the compute peak and intensity x bandwidth),
     ``roofline_fraction`` (achieved over attainable; for ops without counted FLOPs, bytes/s over the bandwidth)
     and ``bound`` (``compute``, ``memory`` or ``overhead``). Without peaks, only ``intensity`` is filled."""
     table = table.copy()
     table["intensity"] = table["flops"] / table["bytes"].where(table["bytes"] > 0)
+    table["peak_flops_per_s"] = np.nan
     table["attainable_flops_per_s"] = np.nan
     table["roofline_fraction"] = np.nan
     table["bound"] = None
@@ -112,6 +115,7 @@ def roofline(table: pd.DataFrame, peaks: dict | None) -> pd.DataFrame:
     counted = table["flops"].notna() & (table["flops"] > 0)
     achieved = (table["flops"] / seconds).where(counted)
     moved = (table["bytes"] / seconds / bandwidth).where(~counted)
+    table["peak_flops_per_s"] = peak.where(counted)
     table["attainable_flops_per_s"] = attainable.where(counted)
     table["roofline_fraction"] = (achieved / attainable).where(counted, moved)
     at_roof_s = (table["flops"] / attainable).where(counted, table["bytes"] / bandwidth)

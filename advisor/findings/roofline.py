@@ -9,8 +9,9 @@ from advisor.finding import Finding, RunFacts
 from advisor.format import pct, rate
 from advisor.hookspecs import hookimpl
 
-#: matmuls and convolutions under this fraction of their roof count as far below it
-FAR_BELOW = 0.25
+#: matmuls and convolutions under this fraction of the compute peak count as far below it, when their calls
+#: are small: under this many FLOPs each (a tenth of a millisecond or so at a CPU's peak)
+FAR_BELOW, SMALL_CALL_FLOPS = 0.25, 16e6
 #: share of the step in such ops (or in memory-bound float32 ops) worth a finding
 MIN_SHARE = 0.1
 #: a GPU step under this MFU, with the GPU idle at least this share of it, wastes the device
@@ -35,17 +36,27 @@ def _listed(ops: list[dict], detail) -> str:
     return "; ".join(f"{op['name']} ({detail(op)})" for op in ops[:3])
 
 
+def _of_peak(op: dict) -> float | None:
+    """The op's achieved FLOP/s over the compute peak of its kind and dtype."""
+    if not op.get("flops") or not op.get("peak_flops_per_s") or op.get("roofline_fraction") is None:
+        return None
+    return op["roofline_fraction"] * op["attainable_flops_per_s"] / op["peak_flops_per_s"]
+
+
 def matmuls_below_roof(run: RunFacts) -> Finding | None:
-    low = _ops(run, flops=lambda f: bool(f), roofline_fraction=lambda r: r is not None and r < FAR_BELOW)
+    low = [op for op in _ops(run) if op.get("flops") and op["flops"] / max(op["calls"], 1) < SMALL_CALL_FLOPS
+           and (_of_peak(op) if _of_peak(op) is not None else 1.0) < FAR_BELOW]
     share = sum(_share(run, op) for op in low)
     if share < MIN_SHARE:
         return None
-    evidence = (f"{share:.0%} of the step in matmuls and convolutions running at under {FAR_BELOW:.0%} of what "
-                "this machine's measured peak allows for their shapes: "
-                + _listed(low, lambda op: f"{pct(op['roofline_fraction'])} of {rate(op['attainable_flops_per_s'])}"
-                                          f" on {op.get('shapes') or 'no shapes'}, {op['calls'] / run.steps:.0f}"
-                                          " calls per step")
-                + ". Small matrices leave the cores waiting on the call and on memory; more rows per call help.")
+    evidence = (f"{share:.0%} of the step in matmuls and convolutions running at under {FAR_BELOW:.0%} of this "
+                "machine's measured peak: "
+                + _listed(low, lambda op: f"{rate(op['peak_flops_per_s'] * _of_peak(op))} of "
+                                          f"{rate(op['peak_flops_per_s'])} on {op.get('shapes') or 'no shapes'}, "
+                                          f"{op['flops'] / op['calls'] / 1e6:.1f} MFLOP a call, "
+                                          f"{op['calls'] / run.steps:.0f} calls per step")
+                + ". On small matrices each call's fixed cost and reading the weights take the time; more rows per "
+                  "call (a larger batch) raise the work done per byte and per call.")
     return Finding(id="matmuls_below_roof", title="Matmuls run far below the machine's peak: their shapes are small",
                    evidence=evidence, severity=share,
                    fix=("# give each matmul more rows: a larger batch (scale the learning rate with it),\n"
