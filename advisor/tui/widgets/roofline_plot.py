@@ -55,5 +55,5 @@ class RooflinePlot(PlotextPlot):
         plt.yscale("log")
         plt.xlabel("FLOP/byte")
         plt.ylabel("GFLOP/s")
-        plt.title(f"roofline: memory {data.bandwidth / 1e9:.1f} GB/s, compute "
+        plt.title(f"roofs {data.bandwidth / 1e9:.0f} GB/s, "
                   + ", ".join(f"{dtype} {peak / 1e9:.0f}" for dtype, peak in data.compute.items()) + " GFLOP/s")
