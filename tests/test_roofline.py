@@ -139,3 +139,26 @@ def test_no_roof_no_suspicion():
     records = [_measured("big", 25.0)]
     flag_suspects(records, {"steps": {"mean_ms": 100.0}}, 1.0, exempt=set())
     assert "suspect" not in records[0] and is_gain(records[0])
+
+
+def test_estimates_rest_on_the_roofline():
+    """batch size: a matmul at 25% of its roof spends 75% of its time on per-call cost, which a larger batch shares;
+    compile: the memory-bound and overhead-bound ops are what fusion acts on."""
+    from advisor.technique import Context
+    from advisor.techniques.batch_size import BatchSize
+    from advisor.techniques.compile import Compile
+
+    ops = [{"name": "aten::addmm", "share": 0.6, "calls": 30, "self_time_ms": 60.0, "flops": 6e9,
+            "roofline_fraction": 0.25, "bound": "compute"},
+           {"name": "aten::gelu", "share": 0.3, "calls": 30, "self_time_ms": 30.0, "roofline_fraction": 0.5,
+            "bound": "memory"},
+           {"name": "aten::view", "share": 0.1, "calls": 300, "self_time_ms": 10.0, "bound": "overhead"}]
+    context = Context(summary={"hot_ops": ops, "breakdown": {"forward": {"share": 1.0}}},
+                      workload={"captured": True, "batch_size": 8, "training": False}, hardware={"device": "cpu"})
+    batch = BatchSize(2).estimate(context)
+    assert "running at 25% of what the machine's measured roofs allow" in batch.basis
+    fixed = (0.6 * 0.75 + 0.1 * 10 / 33.3) / 1.0  # the view's 33 µs calls: ~10 µs each fixed, as before
+    assert batch.speedup == pytest.approx(1 / ((1 - fixed) + fixed / 2), abs=0.01)
+    compiled = Compile().estimate(context)
+    assert "memory-bound non-matmul ops" in compiled.basis and "30% in memory-bound" in compiled.basis
+    assert "10% of the step overhead-bound" in compiled.basis
