@@ -74,7 +74,10 @@ class Context:
         them, torch's capability is AVX-512 and ``ONEDNN_MAX_CPU_ISA`` does not cap oneDNN below them),
         ``cuda`` (bool), ``gpus`` (list of dicts with ``name``, ``compute_capability``, ``total_memory``),
         ``device`` ("cpu" or "cuda"), ``cpu_cores`` (the cores this process may run on), ``torch_threads``
-        (torch's intra-op threads).
+        (torch's intra-op threads), ``peaks`` (the machine's measured peaks, as ``advisor peaks --json`` prints
+        them: ``flops_per_s`` and ``conv_flops_per_s`` by dtype, ``bytes_per_s``, ``device``, ``measured_at``;
+        None when not measured). The summary's hot ops carry the roofline (``intensity``,
+        ``attainable_flops_per_s``, ``roofline_fraction``, ``bound``) and ``summary["roofline"]`` the step's MFU.
     """
 
     summary: dict
