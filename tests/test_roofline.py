@@ -162,3 +162,12 @@ def test_estimates_rest_on_the_roofline():
     compiled = Compile().estimate(context)
     assert "memory-bound non-matmul ops" in compiled.basis and "30% in memory-bound" in compiled.basis
     assert "10% of the step overhead-bound" in compiled.basis
+
+
+def test_report_shows_the_roofline(gpu_runs, tmp_path):
+    out = tmp_path / "gpu.md"
+    assert main(["report", gpu_runs["mistakes"]["run_dir"], "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "**Roofline**: MFU 0.6% (126.3 GFLOP/s of 19.5 TFLOP/s float32)" in text
+    assert "| roof | bound |" in text and "| compute |" in text
+    assert "](<gpu-roofline.png>)" in text and (tmp_path / "gpu-roofline.png").read_bytes().startswith(b"\x89PNG")
