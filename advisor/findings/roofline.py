@@ -19,6 +19,19 @@ LOW_MFU, IDLE_SHARE = 0.2, 0.4
 #: a gap between kernels at least this long (µs) is an idle gap, not a launch
 GAP_US = 50.0
 
+FIX_SMALL_MATMULS = """\
+# give each matmul more rows: a larger batch (scale the learning rate with it),
+loader = DataLoader(dataset, batch_size=2 * batch_size, ...)
+# or fewer, wider layers in place of many narrow ones"""
+FIX_MEMORY_BOUND = """\
+with torch.autocast(device_type=device, dtype=torch.bfloat16):   # 16-bit activations
+    loss = loss_fn(model(inputs), targets)
+model = torch.compile(model)   # or fuse the elementwise ops: fewer passes over memory"""
+FIX_GPU_GAPS = """\
+# keep the GPU fed: prepare batches ahead and launch fewer, larger kernels
+loader = DataLoader(dataset, ..., num_workers=4, pin_memory=True)
+model = torch.compile(model, mode="reduce-overhead")   # CUDA graphs: no gaps between launches"""
+
 
 def _share(run: RunFacts, op: dict) -> float:
     """The op's share of the step: of its GPU time on a GPU, else of its self time."""
@@ -58,11 +71,7 @@ def matmuls_below_roof(run: RunFacts) -> Finding | None:
                 + ". On small matrices each call's fixed cost and reading the weights take the time; more rows per "
                   "call (a larger batch) raise the work done per byte and per call.")
     return Finding(id="matmuls_below_roof", title="Matmuls run far below the machine's peak: their shapes are small",
-                   evidence=evidence, severity=share,
-                   fix=("# give each matmul more rows: a larger batch (scale the learning rate with it),\n"
-                        "loader = DataLoader(dataset, batch_size=2 * batch_size, ...)\n"
-                        "# or fewer, wider layers in place of many narrow ones"),
-                   technique="batch_size_x2")
+                   evidence=evidence, severity=share, fix=FIX_SMALL_MATMULS, technique="batch_size_x2")
 
 
 def memory_bound_float32(run: RunFacts) -> Finding | None:
@@ -77,11 +86,7 @@ def memory_bound_float32(run: RunFacts) -> Finding | None:
                                           "of the bandwidth")
                 + ". Their time is the bytes they move: activations in 16 bits move half as many.")
     return Finding(id="memory_bound_float32", title="The step is memory-bound on float32 activations",
-                   evidence=evidence, severity=share,
-                   fix=("with torch.autocast(device_type=device, dtype=torch.bfloat16):   # 16-bit activations\n"
-                        "    loss = loss_fn(model(inputs), targets)\n"
-                        "model = torch.compile(model)   # or fuse the elementwise ops: fewer passes over memory"),
-                   technique="dtype")
+                   evidence=evidence, severity=share, fix=FIX_MEMORY_BOUND, technique="dtype")
 
 
 def _idle_gaps(run: RunFacts) -> tuple[int, float]:
@@ -109,11 +114,7 @@ def gpu_low_mfu(run: RunFacts) -> Finding | None:
                   f"{rate(roof['achieved_flops_per_s'])} against the {rate(roof['peak_flops_per_s'])} measured on this "
                   f"GPU in {roof.get('dtype')}; {count / run.steps:.0f} gaps per step of {GAP_US:.0f} µs or more "
                   f"leave it idle {idle:.0%} of the step."),
-        severity=idle,
-        fix=("# keep the GPU fed: prepare batches ahead and launch fewer, larger kernels\n"
-             "loader = DataLoader(dataset, ..., num_workers=4, pin_memory=True)\n"
-             "model = torch.compile(model, mode=\"reduce-overhead\")   # CUDA graphs: no gaps between launches"),
-        technique="compile")
+        severity=idle, fix=FIX_GPU_GAPS, technique="compile")
 
 
 @hookimpl
