@@ -85,8 +85,8 @@ def rate(value: float | None, unit: str = "FLOP/s") -> str:
 
 
 def roofline_line(roof: dict | None) -> str:
-    """Where the step sits: ``MFU 12.3% (34.5 GFLOP/s of 280.1 GFLOP/s float32); 61% of the step
-    memory-bound``, or ``""`` when the run has no roofline."""
+    """Where the step sits: ``MFU 12.3% (34.5 GFLOP/s of 280.1 GFLOP/s float32); the step in memory-bound ops
+    61%, compute-bound ops 30%, ...``, or ``""`` when the run has no roofline."""
     if not roof or roof.get("mfu") is None:
         return ""
     line = (f"MFU {pct(roof['mfu'])} ({rate(roof['achieved_flops_per_s'])} of {rate(roof['peak_flops_per_s'])} "

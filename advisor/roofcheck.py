@@ -26,13 +26,13 @@ def flag_suspects(records: list[dict], summary: dict, replayed_share: float | No
     limit = roof_speedup(summary, replayed_share)
     if limit is None:
         return
-    fastest = (summary["roofline"]["model_flops_per_step"] / (summary["steps"]["mean_ms"] / 1000.0 * replayed_share))
+    achieved = summary["roofline"]["model_flops_per_step"] / (summary["steps"]["mean_ms"] / 1000.0 * replayed_share)
     for r in records:
         measured = r.get("measured") or {}
         speedup = measured.get("speedup")
         changes_work = set(str(r.get("technique")).split("+")) & exempt
         if not speedup or speedup <= limit or changes_work or measured.get("phases"):
             continue
-        r["suspect"] = (f"{speedup:.2f}x would run the step's FLOPs at {rate(fastest * speedup)}, above the fastest "
-                        f"peak measured here ({rate(fastest * limit)}): not the same work done faster")
+        r["suspect"] = (f"{speedup:.2f}x would run the step's FLOPs at {rate(achieved * speedup)}, above the fastest "
+                        f"peak measured here ({rate(achieved * limit)}): not the same work done faster")
         r["verdict"] = f"suspect: {r['suspect']}"
