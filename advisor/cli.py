@@ -106,7 +106,8 @@ def _add_run_views(sub) -> None:
 
     k = sub.add_parser("peaks", help="the machine's measured peaks: matmul and convolution FLOP/s, memory bandwidth")
     k.add_argument("--json", action="store_true", help="print the peaks as one JSON object")
-    k.add_argument("--remeasure", action="store_true", help="measure again, keeping each kernel's best of all measurements")
+    k.add_argument("--remeasure", action="store_true",
+                   help="measure again, keeping each kernel's best of all measurements")
     k.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda where there is a GPU")
 
     r = sub.add_parser("report", help="write a run (or two compared) as markdown with PNG plots, or JSON",

@@ -96,7 +96,8 @@ CPU_RULES = [
     ("threads_idle_cores", "infer_mistakes", "infer_clean", ["torch.get_num_threads() = 1", f"{CORES} cores allowed"]),
     ("compile_graph_breaks", "compile_breaks", "compile_clean", ["graph break", "Data-dependent branching"]),
     ("compile_recompiles", "compile_breaks", "compile_clean", ["compiled during the last 2 recorded steps"]),
-    ("matmuls_below_roof", "infer_small_batch", "infer_clean", ["aten::addmm", "2x1024, 1024x1024", "4.2 MFLOP a call"]),
+    ("matmuls_below_roof", "infer_small_batch", "infer_clean",
+     ["aten::addmm", "2x1024, 1024x1024", "4.2 MFLOP a call"]),
     ("memory_bound_float32", "infer_elementwise", "infer_mistakes", ["memory-bound ops on float32", "aten::gelu"]),
 ]
 

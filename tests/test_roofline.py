@@ -29,7 +29,8 @@ KERNELS = ("flops_per_s", "conv_flops_per_s", "bandwidth")
 
 
 def _peaks(tmp_path, *options, env=None) -> dict:
-    proc = run_advisor("peaks", "--json", *options, env={**os.environ, "ADVISOR_CACHE_DIR": str(tmp_path), **(env or {})})
+    env = {**os.environ, "ADVISOR_CACHE_DIR": str(tmp_path), **(env or {})}
+    proc = run_advisor("peaks", "--json", *options, env=env)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
