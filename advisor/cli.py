@@ -104,6 +104,12 @@ def _add_run_views(sub) -> None:
     t = sub.add_parser("tui", help="explore a run in the terminal UI")
     t.add_argument("run", nargs="?", type=Path, help="run directory (default: the newest run)")
 
+    k = sub.add_parser("peaks", help="the machine's measured peaks: matmul and convolution FLOP/s, memory bandwidth")
+    k.add_argument("--json", action="store_true", help="print the peaks as one JSON object")
+    k.add_argument("--remeasure", action="store_true",
+                   help="measure again, keeping each kernel's best of all measurements")
+    k.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda where there is a GPU")
+
     r = sub.add_parser("report", help="write a run (or two compared) as markdown with PNG plots, or JSON",
                        usage="advisor report [RUN] [-o FILE] [--format md|json] | --compare RUN_A RUN_B")
     r.add_argument("run", nargs="?", type=Path, help="run directory (default: the newest run)")
@@ -311,6 +317,24 @@ def _cmd_plugins(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_peaks(ns: argparse.Namespace) -> int:
+    import torch
+
+    from advisor.peaks import machine_peaks
+
+    if ns.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("advisor peaks: --device cuda, but torch sees no GPU here")
+    device = ns.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    peaks = machine_peaks(device, remeasure=ns.remeasure)
+    if ns.json:
+        print(json.dumps(peaks))
+    else:
+        from advisor.views.peaks import print_peaks
+
+        print_peaks(peaks, _console())
+    return 0
+
+
 def _cmd_new_plugin(ns: argparse.Namespace) -> int:
     from advisor.scaffold import write_plugin
 
@@ -338,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_plugins(ns)
         if ns.command == "new-plugin":
             return _cmd_new_plugin(ns)
+        if ns.command == "peaks":
+            return _cmd_peaks(ns)
         raise UsageError(f"unknown command {ns.command}")
     except AdvisorError as exc:
         print(f"advisor: error: {exc}", file=sys.stderr)

@@ -72,3 +72,39 @@ def display_source(site: str | None, cwd: str | None = None) -> str:
     if cwd and path.startswith(cwd.rstrip(os.sep) + os.sep):
         path = os.path.relpath(path, cwd)
     return f"{path}:{line}"
+
+
+def rate(value: float | None, unit: str = "FLOP/s") -> str:
+    """A rate with an SI prefix: ``312.5 GFLOP/s``, ``21.0 GB/s``, or ``-``."""
+    if value is None or value != value:
+        return "-"
+    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.1f} {prefix}{unit}"
+    return f"{value:.0f} {unit}"
+
+
+def roofline_line(roof: dict | None) -> str:
+    """Where the step sits: ``MFU 12.3% (34.5 GFLOP/s of 280.1 GFLOP/s float32); the step in memory-bound ops
+    61%, compute-bound ops 30%, ...``, or ``""`` when the run has no roofline."""
+    if not roof or roof.get("mfu") is None:
+        return ""
+    line = (f"MFU {pct(roof['mfu'])} ({rate(roof['achieved_flops_per_s'])} of {rate(roof['peak_flops_per_s'])} "
+            f"{roof.get('dtype')})")
+    shares = roof.get("bound_shares") or {}
+    if shares:
+        line += "; the step in " + ", ".join(f"{kind}-bound ops {100 * share:.0f}%" for kind, share in
+                                             sorted(shares.items(), key=lambda kv: -kv[1]))
+    if roof["mfu"] > 1 or roof.get("above_roof"):
+        line += (f" ({', '.join(roof.get('above_roof') or ['the step'])} ran above the measured roof: the peaks were "
+                 "measured low, on a busy machine; `advisor peaks --remeasure` raises them)")
+    return line
+
+
+def peaks_note(peaks: dict | None) -> str:
+    """Where the peaks come from: ``peaks of AMD EPYC (2 threads) measured 2026-12-02T07:21:18+00:00 at load 3.9``."""
+    if not peaks:
+        return "no peaks measured"
+    load = peaks.get("load_average")
+    return (f"peaks of {peaks.get('name')} ({peaks.get('threads')} threads) measured {peaks.get('measured_at')}"
+            + (f" at load {load[0]:g}" if load else "") + ": `advisor peaks`")

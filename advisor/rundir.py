@@ -17,6 +17,7 @@ Layout, format version 1 (every file written atomically; no pickle):
                                       settings, optimizers, torch.compile counters
 ``trials.json``                       each technique: applies and why, estimate, measured speedup,
                                       spread and numerical change, snippet
+``peaks.json``                        the machine's measured peaks (FLOP/s per dtype, bandwidth), when and how
 ``samples.csv``                       psutil samples of the script's process tree
 ``gpu_samples.csv``                   NVML / nvidia-smi samples, when a GPU is present
 ``perf_stat.csv``                     ``perf stat`` counters of the child, when perf works
@@ -55,6 +56,7 @@ OUTCOMES_FILE = "outcomes.csv"
 COMPARISON_FILE = "comparison.json"
 HOT_OPS_FILE = "hot_ops.csv"
 WINDOW_STEPS_FILE = "window_steps.csv"
+PEAKS_FILE = "peaks.json"
 #: ``runner.json``'s ``step_detection`` when no step boundary came before a recording limit
 TIME_SLICES = "time_slices"
 DEFAULT_STORE = Path(".advisor") / "runs"

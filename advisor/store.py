@@ -135,3 +135,30 @@ def source_lines(run_dir: Path, source: str | None, radius: int = 3) -> list[tup
     line = int(line_text)
     first = max(1, line - radius)
     return [(n, text[n - 1]) for n in range(first, min(len(text), line + radius) + 1)] or None
+
+
+@dataclasses.dataclass(frozen=True)
+class RooflineData:
+    """The roofs of the machine and the ops under them, as the roofline plots draw them.
+
+    :param bandwidth: the memory roof's slope (bytes/s); ``compute``: the compute roof per dtype (FLOP/s);
+        ``ops``: each op with counted FLOPs: ``name``, ``intensity`` (FLOP/byte), ``flops_per_s`` (achieved),
+        ``bound``, ``share`` of the step."""
+
+    bandwidth: float
+    compute: dict[str, float]
+    ops: list[dict]
+
+
+def roofline_data(summary: dict) -> RooflineData | None:
+    """The run's roofline (every op of ``hot_ops.csv``), or None when the run has no measured peaks."""
+    peaks = (summary.get("hardware") or {}).get("peaks") or {}
+    if not peaks.get("bytes_per_s"):
+        return None
+    ops = [{"name": op["name"], "intensity": op["intensity"], "bound": op.get("bound"), "share": op.get("share") or 0,
+            "flops_per_s": op["attainable_flops_per_s"] * op["roofline_fraction"]}
+           for op in hot_ops_table(summary)
+           if op.get("intensity") and op.get("attainable_flops_per_s") and op.get("roofline_fraction")]
+    compute = {dtype: max(rate, (peaks.get("conv_flops_per_s") or {}).get(dtype) or 0.0)
+               for dtype, rate in (peaks.get("flops_per_s") or {}).items()}
+    return RooflineData(bandwidth=float(peaks["bytes_per_s"]), compute=compute, ops=ops)

@@ -74,7 +74,10 @@ class Context:
         them, torch's capability is AVX-512 and ``ONEDNN_MAX_CPU_ISA`` does not cap oneDNN below them),
         ``cuda`` (bool), ``gpus`` (list of dicts with ``name``, ``compute_capability``, ``total_memory``),
         ``device`` ("cpu" or "cuda"), ``cpu_cores`` (the cores this process may run on), ``torch_threads``
-        (torch's intra-op threads).
+        (torch's intra-op threads), ``peaks`` (the machine's measured peaks, as ``advisor peaks --json`` prints
+        them: ``flops_per_s`` and ``conv_flops_per_s`` by dtype, ``bytes_per_s``, ``device``, ``measured_at``;
+        None when not measured). The summary's hot ops carry the roofline (``intensity``,
+        ``attainable_flops_per_s``, ``roofline_fraction``, ``bound``) and ``summary["roofline"]`` the step's MFU.
     """
 
     summary: dict
@@ -126,6 +129,9 @@ class Technique:
     title: str = ""
     #: how to make the same change in one's own script
     snippet: str = ""
+    #: True for a technique that removes arithmetic (structured pruning): its gain may exceed what the machine's
+    #: measured peaks allow for the step's FLOPs, which otherwise flags a measured gain ``suspect``
+    changes_flops: bool = False
 
     def applies_to(self, context: Context) -> Verdict:
         """Whether the technique applies to this run, with the reason either way."""

@@ -41,6 +41,10 @@ def own_inductor_cache(capability: str) -> str:
     return os.path.join(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}_{capability.lower()}")
 
 
+#: the machine's measured peaks (advisor peaks) are cached here for the tests, not in the user's cache; once per
+#: machine key, so that a test run measures them once for each setting it runs under
+os.environ.setdefault("ADVISOR_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"advisor_cache_{getpass.getuser()}"))
+
 if os.environ.get("ATEN_CPU_CAPABILITY"):
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", own_inductor_cache(os.environ["ATEN_CPU_CAPABILITY"]))
 

@@ -62,6 +62,16 @@ def infer_clean(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def infer_small_batch(tmp_path_factory):
+    return _profile(tmp_path_factory, "mistakes_infer.py", "--small-batch")
+
+
+@pytest.fixture(scope="module")
+def infer_elementwise(tmp_path_factory):
+    return _profile(tmp_path_factory, "mistakes_infer.py", "--elementwise")
+
+
+@pytest.fixture(scope="module")
 def compile_breaks(tmp_path_factory):
     return _profile(tmp_path_factory, "mistakes_train.py", "--compile", "breaks")
 
@@ -86,6 +96,9 @@ CPU_RULES = [
     ("threads_idle_cores", "infer_mistakes", "infer_clean", ["torch.get_num_threads() = 1", f"{CORES} cores allowed"]),
     ("compile_graph_breaks", "compile_breaks", "compile_clean", ["graph break", "Data-dependent branching"]),
     ("compile_recompiles", "compile_breaks", "compile_clean", ["compiled during the last 2 recorded steps"]),
+    ("matmuls_below_roof", "infer_small_batch", "infer_clean",
+     ["aten::addmm", "2x1024, 1024x1024", "4.2 MFLOP a call"]),
+    ("memory_bound_float32", "infer_elementwise", "infer_mistakes", ["memory-bound ops on float32", "aten::gelu"]),
 ]
 
 
@@ -138,6 +151,7 @@ GPU_RULES = [
     ("deterministic_algorithms", ["3 of the 3 recorded steps", "aten::convolution_backward"]),
     ("cuda_launch_blocking", ["CUDA_LAUNCH_BLOCKING was set", "kernel launches per step"]),
     ("optimizer_for_loop", ["Adam(foreach=False, fused=None) on cuda"]),
+    ("gpu_low_mfu", ["MFU 0.6%", "19.5 TFLOP/s measured on this GPU in float32", "6 gaps per step"]),
 ]
 
 

@@ -38,11 +38,13 @@ def test_markdown_report_with_plots(recorded, tmp_path, capsys):
                     "## Collectors"):
         assert heading in text
     assert "| torch | 2.13" in text and "No findings recorded." in text
-    assert "| `aten::convolution_backward` | 90.00 | 70.1% | 8 | 3.7 | `8x16x32x32, 8x16x32x32, 16x16x3x3` | " \
+    # recorded before advisor measured peaks: no roof, no bound, and no roofline plot
+    assert "| `aten::convolution_backward` | 90.00 | 70.1% | 8 | 3.7 | - |  | `8x16x32x32, 8x16x32x32, 16x16x3x3` | " \
            "`tests/scripts/tiny_cnn_train.py:20` |" in text  # names as code, readable as text
     for plot in ("breakdown", "memory", "gains"):
         assert f"](<cnn-{plot}.png>)" in text
         assert (out.parent / f"cnn-{plot}.png").read_bytes().startswith(PNG)
+    assert not (out.parent / "cnn-roofline.png").exists() and "**Roofline**" not in text
     assert "```python\nmodel = model.to(memory_format=torch.channels_last)" in text
     assert re.search(r"\| `channels_last` \| [\d.]+x \| [\d.]+x ±\d+% \|", text)  # estimated, measured, spread
 

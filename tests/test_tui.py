@@ -11,6 +11,7 @@ from rich.console import Console
 from textual.widgets import DataTable, TabbedContent
 
 from advisor.tui import make_app
+from advisor.tui.widgets.roofline_plot import RooflinePlot
 from advisor.tui.widgets.share_bar import ShareBar
 from conftest import WEIRD_NAME, SCRIPTS, copy_recorded_run, profile_run, with_findings
 
@@ -103,6 +104,38 @@ def test_hot_ops_sort_filter_select(store):
         assert names[1] in details and "calls" in details
         # recorded elsewhere: the script is not at the recorded path
         assert "not on this machine" in shown(app, "#op-source")
+
+    drive(app, scenario)
+
+
+def test_hot_ops_roofline(store):
+    """The fresh run has the machine's peaks: roof and bound per op, and the roofline plot with the selected op."""
+    app = make_app(store[2])
+
+    async def scenario(pilot):
+        await pilot.press("2")
+        table = app.screen.query_one("#ops-table", DataTable)
+        keys = [c.key.value for c in table.ordered_columns]
+        bounds = column(table, keys.index("bound"))
+        assert set(bounds) <= {"compute", "memory", "overhead", ""} and "compute" in bounds
+        await pilot.press("slash", *"mkldnn_conv", "enter")
+        details = shown(app, "#op-details")
+        assert "-bound" in details and "FLOP/byte" in details, details
+        plot = app.screen.query_one(RooflinePlot)
+        assert plot.display and plot.selected == column(table, 0)[0]
+        assert any(op["name"] == plot.selected for op in plot.data.ops)
+        drawn = plot.render().plain
+        assert "roofs" in drawn and "GB/s" in drawn and "FLOP/byte" in drawn and "■" in drawn, drawn
+
+    drive(app, scenario)
+
+
+def test_a_run_without_peaks_shows_no_roofline_plot(store):
+    app = make_app(store[1])  # recorded before advisor measured peaks
+
+    async def scenario(pilot):
+        await pilot.press("2")
+        assert not app.screen.query_one(RooflinePlot).display
 
     drive(app, scenario)
 

@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 
 from advisor.analysis.flops import attach_flops
+from advisor.analysis.roofline import ROOFLINE_COLUMNS, attach_bytes, op_dtype
 from advisor.format import display_source
 
 HOT_OP_COLUMNS = ["name", "self_time_ms", "share", "calls", "device_time_ms", "shapes", "flops",
-                  "gflops_per_s", "source"]
+                  "gflops_per_s", "source", "dtype", "bytes"]
 
 
 def _shape_text(dims) -> str:
@@ -48,6 +49,8 @@ def hot_ops(host: pd.DataFrame, events: pd.DataFrame, window_us: float, cwd: str
     if ops.empty:
         return pd.DataFrame(columns=HOT_OP_COLUMNS)
     ops["flops"] = attach_flops(ops)
+    ops["bytes"] = attach_bytes(ops, ops["flops"])
+    ops["dtype"] = ops["input_types"].map(op_dtype)
     ops["device_us"] = device_time(host, events).reindex(ops.index).fillna(0.0)
     ops["shape_text"] = ops["input_dims"].map(_shape_text)
     ops["name"] = ops["name"].astype(str)
@@ -57,7 +60,9 @@ def hot_ops(host: pd.DataFrame, events: pd.DataFrame, window_us: float, cwd: str
         "calls": grouped.size(),
         "device_time_ms": grouped["device_us"].sum() / 1000.0,
         "flops": grouped["flops"].sum(min_count=1),
+        "bytes": grouped["bytes"].sum(min_count=1),
     })
+    table["dtype"] = grouped["dtype"].agg(lambda s: s.value_counts().index[0] if s.notna().any() else None)
     table["share"] = table["self_time_ms"] / (window_us / 1000.0) if window_us > 0 else np.nan
     timed_flops = ops[ops["flops"].notna()].groupby("name")["self_us"].sum()
     table["gflops_per_s"] = table["flops"] / timed_flops.reindex(table.index) / 1e3

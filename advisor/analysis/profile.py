@@ -10,6 +10,7 @@ import pandas as pd
 from advisor.analysis.call_tree import annotate
 from advisor.analysis.hot_ops import hot_ops
 from advisor.analysis.memory import memory_summary
+from advisor.analysis.roofline import roofline, step_roofline
 from advisor.analysis.steps import breakdown, slice_table, step_stats, step_table
 from advisor.analysis.trace import Trace, load_trace
 from advisor.analysis.utilisation import utilisation
@@ -17,7 +18,8 @@ from advisor.collectors.nvml import GPU_SAMPLES_FILE, load_gpu_samples
 from advisor.collectors.perf_stat import PERF_STAT_FILE, load_perf_stat
 from advisor.collectors.psutil_sampler import SAMPLES_FILE, load_samples
 from advisor.errors import RunDirError
-from advisor.rundir import RUNNER_FILE, TIME_SLICES, TRACE_FILE, TRIALS_FILE, WORKLOAD_FILE, load_meta, read_json
+from advisor.rundir import (PEAKS_FILE, RUNNER_FILE, TIME_SLICES, TRACE_FILE, TRIALS_FILE, WORKLOAD_FILE, load_meta,
+                            read_json)
 SUMMARY_HOT_OPS = 15
 
 
@@ -35,6 +37,7 @@ class Profile:
     memory: dict
     utilisation: dict
     perf: pd.DataFrame | None
+    peaks: dict | None = None
 
 
 def _optional(path: Path, loader):
@@ -74,9 +77,10 @@ def analyse(run_dir: Path, runner: dict | None = None) -> Profile:
         base = trace.base_unix_us
         start = steps["start_us"].min()
         window_unix = ((base + start) / 1e6, (base + start + window_us) / 1e6)
+    peaks = read_json(run_dir / PEAKS_FILE, "machine peaks") if (run_dir / PEAKS_FILE).exists() else None
     return Profile(
         run_dir=run_dir, meta=meta, runner=runner, trace=trace, host=host, steps=steps,
-        hot_ops=hot_ops(in_window, events, window_us, cwd=meta.get("cwd")),
+        hot_ops=roofline(hot_ops(in_window, events, window_us, cwd=meta.get("cwd")), peaks), peaks=peaks,
         memory=memory_summary(in_window, samples, gpu_samples),
         utilisation=utilisation(runner, samples, gpu_samples, window_unix, meta.get("host", {}).get("cpu_count")),
         perf=perf,
@@ -100,6 +104,7 @@ def summarize(profile: Profile) -> dict:
     stats["limit"] = runner.get("record_limit")
     if stats["detection"] == TIME_SLICES:
         stats["slices"] = _slices(profile.steps)
+    step_line = step_roofline(profile.hot_ops, len(profile.steps), stats.get("mean_ms"), profile.peaks)
     return {
         "run_dir": str(profile.run_dir),
         "target": meta.get("target"),
@@ -111,6 +116,9 @@ def summarize(profile: Profile) -> dict:
         "steps": stats,
         "breakdown": breakdown(profile.steps),
         "hot_ops": [_clean(row) for row in hot.to_dict(orient="records")],
+        "hardware": {"peaks": profile.peaks},
+        "mfu": (step_line or {}).get("mfu"),
+        "roofline": step_line,
         "memory": profile.memory,
         "utilisation": profile.utilisation,
         "perf": _perf_summary(profile.perf),

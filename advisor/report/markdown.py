@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advisor.format import gain, human_bytes, limit_reason, measured_gain, ms, pct, relative, spread
+from advisor.format import (gain, human_bytes, limit_reason, measured_gain, ms, pct, peaks_note, relative,
+                            roofline_line, spread)
 from advisor.report.escape import cell, code, fence, plain
 from advisor.verdict import outcome
 
@@ -74,15 +75,25 @@ def _breakdown(summary: dict, plots: dict[str, Path]) -> list[str]:
             *_image(plots, "breakdown", "step-time breakdown")]
 
 
-def _hot_ops(summary: dict) -> list[str]:
+def _hot_ops(summary: dict, plots: dict[str, Path]) -> list[str]:
     ops = summary.get("hot_ops") or []
     if not ops:
         return ["## Hot ops", "", "No PyTorch ops were recorded.", ""]
     rows = [[code(op["name"]), ms(op.get("self_time_ms")), pct(op.get("share")), str(op.get("calls", "")),
-             f"{op['gflops_per_s']:.1f}" if op.get("gflops_per_s") else "", code(op.get("shapes") or ""),
-             code(op.get("source") or "")] for op in ops[:HOT_OPS_SHOWN]]
-    return ["## Hot ops", "", "By self time in the recorded window.", "",
-            table(["op", "self ms", "share", "calls", "GFLOP/s", "shapes", "source"], rows, right={1, 2, 3, 4}), ""]
+             f"{op['gflops_per_s']:.1f}" if op.get("gflops_per_s") else "", pct(op.get("roofline_fraction")),
+             op.get("bound") or "", code(op.get("shapes") or ""), code(op.get("source") or "")]
+            for op in ops[:HOT_OPS_SHOWN]]
+    roof = roofline_line(summary.get("roofline"))
+    return ["## Hot ops", "", "By self time in the recorded window; roof: the share of the rate the machine's measured "
+            "peaks allow the op (for ops without counted FLOPs, of the memory bandwidth).", "",
+            table(["op", "self ms", "share", "calls", "GFLOP/s", "roof", "bound", "shapes", "source"], rows,
+                  right={1, 2, 3, 4, 5}), "",
+            *([f"**Roofline**: {roof}; {_peaks(summary)}.", ""] if roof else []),
+            *_image(plots, "roofline", "roofline: ops against the machine's roofs")]
+
+
+def _peaks(summary: dict) -> str:
+    return peaks_note((summary.get("hardware") or {}).get("peaks"))
 
 
 def _memory(summary: dict, plots: dict[str, Path]) -> list[str]:
@@ -152,7 +163,7 @@ def render_report(summary: dict, plots: dict[str, Path]) -> str:
     name = code(Path(str((summary.get("target") or {}).get("name", "run"))).name)
     run_id = code(Path(str(summary.get("run_dir", ""))).name)
     sections = [[f"# advisor report: {name}", "", f"Run {run_id}" if run_id else "", ""],
-                _environment(summary), _summary(summary), _breakdown(summary, plots), _hot_ops(summary),
+                _environment(summary), _summary(summary), _breakdown(summary, plots), _hot_ops(summary, plots),
                 _memory(summary, plots), _findings(summary), _recommendations(summary, plots), _collectors(summary)]
     return "\n".join(line for section in sections for line in section).rstrip() + "\n"
 

@@ -8,10 +8,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 PHASE_COLORS = {"data": "#d4a017", "forward": "#2a9d8f", "backward": "#b5179e", "optimizer": "#4caf50",
                 "other": "#9e9e9e"}
+ROOF_COLORS = ("#264653", "#e76f51", "#8d99ae")
+BOUND_COLORS = {"compute": "#2a9d8f", "memory": "#b5179e", "overhead": "#d4a017"}
 _DPI = 110
 
 
@@ -78,5 +81,31 @@ def gains_plot(recommendations: list[dict], path: Path) -> bool:
     ax.set_yticks(list(y), names, fontsize="small")
     ax.invert_yaxis()
     ax.set_xlabel("speedup of the replayed step (x)")
+    ax.legend(loc="lower right", frameon=False, fontsize="small")
+    return _save(fig, path)
+
+
+def roofline_plot(data, path: Path) -> bool:
+    """The machine's roofs (memory bandwidth, compute peak per dtype) on log-log axes, each op with counted FLOPs
+    a point at its intensity and achieved FLOP/s, sized by its share of the step (``data``: a
+    :class:`advisor.store.RooflineData`)."""
+    if data is None or not data.ops:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4))
+    intensities = [op["intensity"] for op in data.ops]
+    x = np.logspace(np.log10(min(intensities) / 4), np.log10(max(intensities) * 4), 200)
+    for (dtype, peak), color in zip(sorted(data.compute.items(), key=lambda kv: -kv[1]), ROOF_COLORS):
+        ax.plot(x, np.minimum(peak, x * data.bandwidth), color=color, label=f"roof {dtype}")
+    for op in data.ops:
+        ax.scatter(op["intensity"], op["flops_per_s"], s=20 + 400 * op["share"], alpha=0.7,
+                   color=BOUND_COLORS.get(op["bound"], "#9e9e9e"))
+        ax.annotate(op["name"].replace("aten::", ""), (op["intensity"], op["flops_per_s"]), fontsize="x-small",
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP/byte)")
+    ax.set_ylabel("FLOP/s")
+    ax.set_title(f"memory roof {data.bandwidth / 1e9:.1f} GB/s; points: ops, sized by share of the step",
+                 fontsize="medium", loc="left")
     ax.legend(loc="lower right", frameon=False, fontsize="small")
     return _save(fig, path)

@@ -9,7 +9,7 @@ from advisor.errors import ReportNotWritten
 from advisor.report.markdown import render_comparison, render_report
 from advisor.rundir_io import atomic_write_text
 from advisor.pipeline import compare_runs, summary_of
-from advisor.store import memory_timeline
+from advisor.store import memory_timeline, roofline_data
 
 FORMATS = ("md", "json")
 
@@ -36,9 +36,10 @@ def write_report(run_dir: Path, out: Path, fmt: str = "md") -> Path:
     summary = summary_of(run_dir)
     if fmt == "json":
         return _written(out, lambda _: json.dumps(summary, indent=2, default=str) + "\n", {}, {})
-    paths = _plot_paths(out, ("breakdown", "memory", "gains"))
+    paths = _plot_paths(out, ("breakdown", "roofline", "memory", "gains"))
     system = (summary.get("memory") or {}).get("system_memory_bytes")
     draw = {"breakdown": lambda p: plots.breakdown_plot({"mean step": summary}, p),
+            "roofline": lambda p: plots.roofline_plot(roofline_data(summary), p),
             "memory": lambda p: plots.memory_plot(memory_timeline(summary), system, p),
             "gains": lambda p: plots.gains_plot(summary.get("recommendations") or [], p)}
     return _written(out, lambda drawn: render_report(summary, _relative(drawn, out)), paths, draw)

@@ -58,6 +58,18 @@ def write_workload(runner: Runner) -> None:
     atomic_write_json(runner.run_dir / WORKLOAD_FILE, record)
 
 
+def write_peaks(runner: Runner) -> None:
+    """``peaks.json``: the machine's peaks (cached per machine; measured, when not cached, once the window is over,
+    so that measuring never shares the machine with the recorded steps), on the device the model ran on."""
+    from advisor.peaks import write_run_peaks
+
+    torch = sys.modules.get("torch")
+    workload = runner.workload
+    cuda = (workload is not None and any(p.is_cuda for p in workload.model.parameters())) or \
+        (torch is not None and torch.cuda.is_initialized())
+    write_run_peaks(runner.run_dir, "cuda" if cuda else "cpu")
+
+
 def write_facts(runner: Runner) -> None:
     """``facts.json``: what the script's code was seen doing (see :mod:`advisor.runner.facts`)."""
     atomic_write_json(runner.run_dir / FACTS_FILE, runner.facts.record())

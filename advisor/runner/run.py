@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from advisor.rundir import TIME_SLICES
-from advisor.runner.artifacts import safely, write_steps, write_workload
+from advisor.runner.artifacts import safely, write_peaks, write_steps, write_workload
 from advisor.runner.limits import (MEMORY, PRE_STEP, TIME_SLICE_COUNT, WINDOW, RecordLimits, Watchdog, limit_text,
                                    peak_rss_bytes)
 
@@ -156,6 +156,8 @@ class Runner:
         write_steps(self)
         write_workload(self)
         self.report(event="window_done")
+        if self.window.recorded_steps > 0 and self.live is None:
+            safely(write_peaks, self)
         if self.window.recorded_steps > 0 and self.trials is not None:
             safely(self.run_trials)
 

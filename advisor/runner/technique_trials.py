@@ -27,12 +27,14 @@ def run_trials(run_dir: Path, runner_record: dict, workload, not_reproduced: str
     from advisor.pipeline import analyse_recording
     from advisor.plugins import collect, plugin_manager
     from advisor.ranking import pairs_worth_measuring, project, rank, replayed_share
+    from advisor.roofcheck import flag_suspects
     from advisor.technique import Context, Technique
     from advisor.trials import broken_plugin, hardware, trial
 
     summary = analyse_recording(run_dir, runner_record)
     workload_info = read_json(run_dir / WORKLOAD_FILE, "workload")
-    context = Context(summary=summary, workload=workload_info, hardware=hardware(workload))
+    machine = {**hardware(workload), "peaks": (summary.get("hardware") or {}).get("peaks")}
+    context = Context(summary=summary, workload=workload_info, hardware=machine)
     pm = plugin_manager(settings.blocked)
     records = [broken_plugin(plugin, f"failed to load: {error}") for plugin, error in pm.load_errors.items()]
     provided, problems = collect(pm.hook.advisor_techniques, Technique, config={"techniques": settings.names})
@@ -55,5 +57,7 @@ def run_trials(run_dir: Path, runner_record: dict, workload, not_reproduced: str
             records.append({**trial(pair, context, workload, True, settings.budget_s), "pair": True})
     training = bool(workload_info.get("training"))
     project(records, summary, training)
-    atomic_write_json(run_dir / TRIALS_FILE, {"measured": measure, "replayed_share": replayed_share(summary, training),
+    share = replayed_share(summary, training)
+    flag_suspects(records, summary, share, {t.name for t in techniques if getattr(t, "changes_flops", False)})
+    atomic_write_json(run_dir / TRIALS_FILE, {"measured": measure, "replayed_share": share,
                                               "techniques": rank(records)})

@@ -70,23 +70,32 @@ def _fit(context: Context) -> tuple[int | None, float | None, str]:
                               f"({_gib(growing)} per batch), up to {largest}x the batch fits")
 
 
-def _fixed_share(context: Context) -> tuple[float, float, float]:
-    """(share of the step taken as fixed cost per step, share in overhead-bound ops, share of the listed ops).
+def _fixed_share(context: Context) -> tuple[float, float, float, tuple[float, float]]:
+    """(share of the step taken as fixed cost per step, share in overhead-bound ops, share of the listed ops,
+    (share of matmuls measured against the machine's roofs, their efficiency: achieved over attainable)).
 
-    In the listed (hot) ops, ~FIXED_COST_US of each call to an op averaging under OVERHEAD_BOUND_US is fixed
-    cost; the time outside the listed ops (smaller ops, Python between them) is assumed to split the same way.
+    A matmul or convolution with a roofline (the run has the machine's measured peaks) spends the share of its time
+    it does not need at its roof on per-call cost: ``1 - roofline_fraction`` of it counts as fixed. Otherwise
+    ~FIXED_COST_US of each call to an op averaging under OVERHEAD_BOUND_US is fixed cost; the time outside the
+    listed ops (smaller ops, Python between them) is assumed to split the same way.
     """
-    fixed = bound = listed = 0.0
+    fixed = bound = listed = roofed = useful = 0.0
     for op in context.summary.get("hot_ops", []):
         calls, self_ms, share = op.get("calls") or 0, op.get("self_time_ms") or 0.0, op.get("share") or 0.0
         if calls <= 0 or share <= 0:
             continue
         listed += share
+        fraction = op.get("roofline_fraction")
+        if op.get("flops") and fraction is not None:
+            roofed += share
+            useful += share * min(fraction, 1.0)
+            fixed += share * (1.0 - min(fraction, 1.0))
+            continue
         mean_us = 1000.0 * self_ms / calls
         if mean_us < OVERHEAD_BOUND_US:
             bound += share
             fixed += share * min(1.0, FIXED_COST_US / max(mean_us, 1e-9))
-    return (fixed / listed if listed > 0 else 0.0), bound, listed
+    return (fixed / listed if listed > 0 else 0.0), bound, listed, (roofed, useful / roofed if roofed else 0.0)
 
 
 class BatchSize(Technique):
@@ -113,7 +122,7 @@ class BatchSize(Technique):
 
     def estimate(self, context: Context) -> Estimate:
         k = self.factor
-        fixed, bound, listed = _fixed_share(context)
+        fixed, bound, listed, (roofed, efficiency) = _fixed_share(context)
         _, growing, _ = _fit(context)
         memory = int((k - 1) * growing) if growing else None
         if context.workload.get("training"):
@@ -124,7 +133,10 @@ class BatchSize(Technique):
             risk = "none for the results: each sample is computed the same way; the latency of one batch grows"
         return Estimate(
             speedup=round(amdahl(fixed, k), 3), memory_bytes=memory,
-            basis=(f"Amdahl on samples per second: {bound:.0%} of the step in ops averaging under "
+            basis=(f"Amdahl on samples per second: {roofed:.0%} of the step in matmuls/convolutions running at "
+                   f"{efficiency:.0%} of what the machine's measured roofs allow their shapes, the rest of their time "
+                   f"counted as per-call cost; "
+                   f"{bound:.0%} of the step in ops averaging under "
                    f"{OVERHEAD_BOUND_US:g} us per call (overhead-bound); counting ~{FIXED_COST_US:g} us of each such "
                    f"call as fixed cost, and the {max(1 - listed, 0):.0%} of the step outside the listed ops as alike, "
                    f"{fixed:.0%} of the step is shared by {k}x the samples and the rest grows linearly; memory: all "

@@ -24,16 +24,19 @@ _MEASURED = ("measured on a 2-core CPU with torch 2.13: compiling the examples t
 def _shares(context: Context) -> tuple[float, float, float]:
     """(overhead-bound share, share of other non-matmul ops in forward/backward, share of the optimizer step).
 
-    The overhead-bound share counts the listed ops averaging under OVERHEAD_BOUND_US per call, and the time
-    outside the listed ops (smaller ops, Python between them) in the same proportion.
+    The overhead-bound share counts the listed ops the roofline classes overhead-bound (the run has the machine's
+    measured peaks), else those averaging under OVERHEAD_BOUND_US per call, and the time outside the listed ops
+    (smaller ops, Python between them) in the same proportion; with a roofline, the other ops are the memory-bound
+    ones only (fusion saves passes over memory, not arithmetic).
     """
     listed = small = matmul = 0.0
     for op in context.summary.get("hot_ops", []):
-        share, calls = op.get("share") or 0.0, op.get("calls") or 0
+        share, calls, bound = op.get("share") or 0.0, op.get("calls") or 0, op.get("bound")
         listed += share
-        if any(name in op["name"] for name in MATMUL_OPS):
+        if any(name in op["name"] for name in MATMUL_OPS) or bound == "compute":
             matmul += share
-        elif calls > 0 and 1000.0 * (op.get("self_time_ms") or 0.0) / calls < OVERHEAD_BOUND_US:
+        elif bound == "overhead" or (bound is None and calls > 0
+                                     and 1000.0 * (op.get("self_time_ms") or 0.0) / calls < OVERHEAD_BOUND_US):
             small += share
     breakdown = context.summary.get("breakdown") or {}
     optimizer = (breakdown.get("optimizer") or {}).get("share") or 0.0
@@ -43,6 +46,21 @@ def _shares(context: Context) -> tuple[float, float, float]:
         other = min(other, max(model - matmul - small, 0.0))
     overhead = min(small / listed, 1.0 - optimizer) if listed > 0 else 0.0
     return overhead, max(other, 0.0), optimizer
+
+
+def _roofline(context: Context) -> bool:
+    return any(op.get("bound") for op in context.summary.get("hot_ops", []))
+
+
+def _how_classed(context: Context) -> str:
+    if _roofline(context):
+        return "ops far below the machine's measured roofs on calls too small to matter at them"
+    return f"ops averaging under {OVERHEAD_BOUND_US:g} us per call"
+
+
+def _others(context: Context) -> str:
+    return "memory-bound non-matmul ops (against the measured bandwidth)" if _roofline(context) \
+        else "other non-matmul ops"
 
 
 def _check(context: Context) -> str | None:
@@ -105,9 +123,9 @@ class Compile(Technique):
             fusion = f"fused ~{local:g}x faster at most ({dtype} on the CPU)"
         return Estimate(
             speedup=round(speedup, 3),
-            basis=(f"{overhead:.0%} of the step overhead-bound (ops averaging under {OVERHEAD_BOUND_US:g} us per "
-                   f"call, and the time outside the listed ops alike), ~{_LOCAL_OVERHEAD:g}x faster once traced "
-                   f"into fewer, fused calls; {other:.0%} in other non-matmul ops of forward/backward, {fusion}; "
+            basis=(f"{overhead:.0%} of the step overhead-bound ({_how_classed(context)}, and the time outside the "
+                   f"listed ops alike), ~{_LOCAL_OVERHEAD:g}x faster once traced "
+                   f"into fewer, fused calls; {other:.0%} in {_others(context)} of forward/backward, {fusion}; "
                    f"matmuls/convolutions already run as library kernels; the optimizer step ({optimizer:.0%}) "
                    f"is not compiled; {_MEASURED}; compiling costs seconds to tens of seconds before the first "
                    "step (the measured setup is a compile in a process that has compiled before, so a fresh "

@@ -32,24 +32,71 @@ def _plan(context: Context) -> tuple[str | None, str, float, str]:
                               + (f" ({', '.join(seen)})" if seen else "") + ": bf16 would be emulated")
 
 
+def measured_ratios(context: Context) -> tuple[str, dict[str, float]] | None:
+    """(low-precision dtype, its rate over fp32's per kernel: ``matmul``, ``conv``) from the machine's measured
+    peaks (``context.hardware["peaks"]``), or None where they were not measured on the device the model runs on."""
+    peaks = context.hardware.get("peaks") or {}
+    if peaks.get("device", "cpu") != (context.hardware.get("device") or "cpu"):
+        return None
+    matmul, conv = peaks.get("flops_per_s") or {}, peaks.get("conv_flops_per_s") or {}
+    low = "bfloat16" if matmul.get("bfloat16") else "float16" if peaks.get("device") == "cuda" else None
+    if low is None or not matmul.get(low) or not matmul.get("float32"):
+        return None
+    ratios = {"matmul": matmul[low] / matmul["float32"]}
+    if conv.get(low) and conv.get("float32"):
+        ratios["conv"] = conv[low] / conv["float32"]
+    return low, ratios
+
+
+def op_mix(context: Context) -> dict[str, float]:
+    """Share of the step in convolutions and in the other matmul-like ops."""
+    conv = context.share_of("conv")
+    return {"conv": conv, "matmul": max(context.share_of(*MATMUL_OPS) - conv, 0.0)}
+
+
+def mix_speedup(mix: dict[str, float], ratios: dict[str, float]) -> float:
+    """Whole-step speedup when each kernel's share of the step runs at its measured rate ratio."""
+    after = 1.0 - sum(mix.values()) + sum(share / ratios.get(kind, ratios["matmul"]) for kind, share in mix.items())
+    return 1.0 / after if after > 0 else 1.0
+
+
+def _ratio_text(low: str, ratios: dict[str, float]) -> str:
+    kinds = {"matmul": "matmuls", "conv": "convolutions"}
+    return f"{low} measured on this machine at " + ", ".join(f"{r:.2f}x the float32 rate for {kinds[k]}"
+                                                             for k, r in ratios.items())
+
+
 class Autocast(Technique):
     name = "dtype"
     title = "Autocast matmuls and convolutions to bfloat16 / float16"
 
     def applies_to(self, context: Context) -> Verdict:
         dtype, _, _, why = _plan(context)
-        if dtype is None:
+        measured = measured_ratios(context)
+        if dtype is None and measured is None:
             return Verdict(False, why)
         if context.workload.get("parameter_dtype") not in ("float32", None):
             return Verdict(False, f"the model already runs in {context.workload['parameter_dtype']}")
         share = context.share_of(*MATMUL_OPS)
         if share <= 0.05:
             return Verdict(False, f"matmuls and convolutions take {share:.0%} of the step: little to gain")
+        if measured is not None:
+            speedup = mix_speedup(op_mix(context), measured[1])
+            return Verdict(True, f"{share:.0%} of the step in matmuls/convolutions; {why}; {_ratio_text(*measured)}"
+                                 + (": expected slower, measured to see by how much" if speedup < 1 else ""))
         return Verdict(True, f"{share:.0%} of the step in matmuls/convolutions; {why}")
 
     def estimate(self, context: Context) -> Estimate:
         dtype, _, local, why = _plan(context)
         share = context.share_of(*MATMUL_OPS)
+        measured = measured_ratios(context)
+        if measured is not None:
+            mix = op_mix(context)
+            return Estimate(speedup=round(mix_speedup(mix, measured[1]), 3),
+                            basis=f"{mix['conv']:.0%} of the step in convolutions and {mix['matmul']:.0%} in other "
+                                  f"matmuls, each at its measured rate: {_ratio_text(*measured)} (`advisor peaks`); "
+                                  "casts add time not counted here",
+                            risk=f"{measured[0]} rounding: outputs typically change by 1e-3..1e-2 relative")
         return Estimate(speedup=round(amdahl(share, local), 3),
                         basis=f"{share:.0%} of the step in matmul/conv ops, ~{local:g}x faster with {why}; "
                               "casts add time not counted here",

@@ -319,6 +319,8 @@ def prune_unstructured(workload, amount: float):
 # -------------------------------------------------------------------------------------------------
 
 class StructuredPruning(Technique):
+    changes_flops = True
+
     def __init__(self, ratio: float):
         self.ratio = ratio
         self.name = f"prune_structured_{round(ratio * 100)}"

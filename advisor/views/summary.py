@@ -7,7 +7,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from advisor.format import PHASE_STYLES, human_bytes, limit_reason, ms, pct, relative, short_source, spread
+from advisor.format import (PHASE_STYLES, human_bytes, limit_reason, ms, pct, peaks_note, relative, roofline_line,
+                            short_source, spread)
 from advisor.views.findings import render_findings
 from advisor.views.recommendations import render_recommendations
 
@@ -111,8 +112,9 @@ def _hot_ops_table(summary: dict) -> Table | None:
     table = Table(title="Hot ops (self time in the window)", title_justify="left", box=None, pad_edge=False,
                   padding=(0, 1, 0, 0))
     table.add_column("op", no_wrap=True, overflow="ellipsis", min_width=16, max_width=28)
-    for header in ("self ms", *(("GPU ms",) if gpu else ()), "share", "calls", "GFLOP/s"):
+    for header in ("self ms", *(("GPU ms",) if gpu else ()), "share", "calls", "GFLOP/s", "roof"):
         table.add_column(header, justify="right", no_wrap=True, min_width=len(header))
+    table.add_column("bound", no_wrap=True, min_width=8)
     table.add_column("source", overflow="ellipsis", no_wrap=True, min_width=16, max_width=30)
     table.add_column("shapes", overflow="ellipsis", no_wrap=True, min_width=6, max_width=30)
     for op in ops[:HOT_OPS_SHOWN]:
@@ -120,10 +122,20 @@ def _hot_ops_table(summary: dict) -> Table | None:
         if gpu:
             row.append(f"{op.get('device_time_ms') or 0:.2f}")
         gflops = op.get("gflops_per_s")
+        fraction = op.get("roofline_fraction")
         row += [pct(op.get("share")), str(op.get("calls")), f"{gflops:.1f}" if gflops else "",
+                f"{100 * fraction:.0f}%" if fraction is not None else "", op.get("bound") or "",
                 escape(short_source(op.get("source"))), escape(op.get("shapes") or "")]
         table.add_row(*row)
     return table
+
+
+def _roofline_line(summary: dict) -> Text | None:
+    """MFU and where the step sits against the measured roofs (roof: an op's share of its attainable rate)."""
+    line = roofline_line(summary.get("roofline"))
+    if not line:
+        return None
+    return Text.assemble(("Roofline ", "bold"), line, f"\n  {peaks_note((summary.get('hardware') or {}).get('peaks'))}")
 
 
 def _memory_lines(summary: dict) -> Text:
@@ -181,7 +193,7 @@ def render_summary(summary: dict, snippets: bool = False) -> Group:
                            f"  ({summary.get('outcome')})")
     parts = [header, _steps_line(summary)]
     for block in (_capture_line(summary), _slices_table(summary), _breakdown_table(summary), _hot_ops_table(summary),
-                  _memory_lines(summary), _utilisation_line(summary), render_findings(summary),
+                  _roofline_line(summary), _memory_lines(summary), _utilisation_line(summary), render_findings(summary),
                   render_recommendations(summary, snippets), _collectors_line(summary)):
         if block is not None:
             parts.append(block)

@@ -12,15 +12,16 @@ from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Static, TabPane
 
-from advisor.format import ms, pct, short_source
-from advisor.store import hot_ops_table, source_lines
+from advisor.format import ms, pct, rate, short_source
+from advisor.store import hot_ops_table, roofline_data, source_lines
+from advisor.tui.widgets.roofline_plot import RooflinePlot
 from advisor.tui.widgets.source_view import SourceView
 
 #: column key, title, width, and whether it sorts largest first; the first five fit in 80 columns
 COLUMNS = (("name", "op", 26, False), ("self_time_ms", "self ms", 8, True), ("share", "share", 6, True),
            ("calls", "calls", 6, True), ("source", "source", 18, False), ("gflops_per_s", "GFLOP/s", 8, True),
-           ("shapes", "shapes", 40, False))
-SORTABLE = ("self_time_ms", "calls", "gflops_per_s", "name", "source")
+           ("roofline_fraction", "roof", 5, True), ("bound", "bound", 8, False), ("shapes", "shapes", 40, False))
+SORTABLE = ("self_time_ms", "calls", "gflops_per_s", "roofline_fraction", "name", "source")
 _DESCENDING = {key: descending for key, _, _, descending in COLUMNS}
 
 
@@ -34,6 +35,8 @@ def _cell(key: str, value) -> Text:
         return Text(pct(value), justify="right")
     if key == "gflops_per_s":
         return Text(f"{value:.1f}", justify="right")
+    if key == "roofline_fraction":
+        return Text(f"{100 * value:.0f}%", justify="right")
     if key == "calls":
         return Text(str(value), justify="right")
     if key == "source":
@@ -53,12 +56,14 @@ class HotOpsPane(TabPane):
         super().__init__("Hot ops", id="hot-ops")
         self.ops: list[dict] = []
         self.run_dir: Path | None = None
+        self.roofline = None
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter by op name or source file", compact=True, id="ops-filter")
         yield DataTable(id="ops-table", cursor_type="row", zebra_stripes=True)
         with VerticalScroll(id="op-details-box"):
             yield Static(id="op-details")
+            yield RooflinePlot(id="op-roofline")
             yield SourceView(id="op-source")
 
     def on_mount(self) -> None:
@@ -69,6 +74,7 @@ class HotOpsPane(TabPane):
     def show(self, summary: dict | None, problem: str | None) -> None:
         self.run_dir = Path(summary["run_dir"]) if summary else None
         self.ops = hot_ops_table(summary) if summary else []
+        self.roofline = roofline_data(summary) if summary else None
         self.refresh_table()
         if not self.ops:
             self.query_one("#op-details", Static).update(Text(
@@ -105,6 +111,7 @@ class HotOpsPane(TabPane):
             return
         op = ops[row]
         self.query_one("#op-details", Static).update(_details(op))
+        self.query_one(RooflinePlot).show(self.roofline, op.get("name"))
         self.query_one(SourceView).show(op.get("source"), source_lines(self.run_dir, op.get("source"))
                                         if self.run_dir else None)
 
@@ -162,5 +169,12 @@ def _details(op: dict) -> Text:
     text.append(" · ".join(f for f in facts if f))
     if op.get("shapes"):
         text.append(f"\nshapes {op['shapes']}")
+    if op.get("bound"):
+        text.append(f"\n{op['bound']}-bound")
+    if op.get("attainable_flops_per_s"):
+        text.append(f": {pct(op.get('roofline_fraction'))} of the {rate(op['attainable_flops_per_s'])} its intensity "
+                    f"({op['intensity']:.1f} FLOP/byte) allows")
+    elif op.get("roofline_fraction") is not None:
+        text.append(f": moves its bytes at {pct(op['roofline_fraction'])} of the memory bandwidth")
     text.append(f"\ncalled from {op.get('source') or '(no line of your code)'}", style="grey70")
     return text

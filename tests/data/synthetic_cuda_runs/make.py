@@ -10,6 +10,8 @@ one has (``cuda_runtime`` launches tied to ``kernel`` / ``gpu_memcpy`` events by
 - ``clean``: the same step without any of them;
 - ``tiny_kernels``: a launch-bound step (300 kernels of 4 µs each).
 
+Each has the ``peaks.json`` of an A100 (its data-sheet numbers), for the roofline.
+
 Run ``python tests/data/synthetic_cuda_runs/make.py`` to regenerate them.
 """
 
@@ -18,6 +20,13 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 STEP_US, WARMUP, STEPS = 10_000.0, 2, 3
+#: the GPU's peaks as `advisor peaks` writes them (an A100's data-sheet numbers: no GPU was at hand to measure)
+PEAKS = {"device": "cuda", "name": "NVIDIA A100-SXM4-80GB", "threads": 8,
+         "flops_per_s": {"float32": 19.5e12, "bfloat16": 312e12, "float16": 312e12},
+         "conv_flops_per_s": {"float32": 19.5e12, "bfloat16": 312e12, "float16": 312e12},
+         "bytes_per_s": 2.0e12, "bandwidth": {"copy": 1.9e12, "triad": 2.0e12},
+         "measured_at": "2026-11-30T12:00:00+00:00", "how": "synthetic: data-sheet numbers", "load_average": None,
+         "duration_s": 0.0, "source": "measured"}
 GPU = {"index": 0, "name": "NVIDIA A100-SXM4-80GB", "total_memory": 80 * 10**9, "compute_capability": "8.0"}
 
 
@@ -121,7 +130,7 @@ def write_run(name, make_step, mistakes=False):
         "class": "DataLoader", "dataset": "Images", "batch_size": 256, "num_workers": 4, "pin_memory": not mistakes,
         "persistent_workers": True}}
     for file, data in (("meta.json", meta), ("runner.json", runner), ("workload.json", workload),
-                       ("facts.json", facts(mistakes))):
+                       ("facts.json", facts(mistakes)), ("peaks.json", PEAKS)):
         (run / file).write_text(json.dumps(data, indent=1) + "\n")
 
 
