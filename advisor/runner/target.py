@@ -60,6 +60,7 @@ def script_ended(exc: BaseException, runner: Runner, record: dict) -> int:
     """Note in ``record`` how the script ended (by advisor's stop, ``sys.exit``, Ctrl-C, raising); the runner's
     exit code."""
     from advisor.runner.live import ApplyRefused
+    from advisor.runner.ranks import LauncherStopped
 
     if isinstance(exc, StopScript):
         record["outcome"] = "stopped_at_limit" if runner.limit is not None else "stopped_after_window"
@@ -77,6 +78,9 @@ def script_ended(exc: BaseException, runner: Runner, record: dict) -> int:
         exit_code = code if isinstance(code, int) else 1
         record.update(outcome="exited", exit_code=exit_code)
         return exit_code
+    if isinstance(exc, LauncherStopped):  # another rank failed, or advisor was interrupted
+        record.update(outcome="terminated", exit_code=143, error="stopped by the launcher (SIGTERM)")
+        return 143
     if isinstance(exc, KeyboardInterrupt):
         record.update(outcome="interrupted", exit_code=130)
         return 130
