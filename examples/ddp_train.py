@@ -7,10 +7,12 @@ spends MS more milliseconds in each forward pass, and every other rank waits for
 Usage (2 processes, as torchrun launches them):
     torchrun --nproc-per-node 2 examples/ddp_train.py --steps 200
     torchrun --nproc-per-node 2 examples/ddp_train.py --steps 200 --slow-rank 1 --slow-ms 50
+    torchrun --nproc-per-node 2 examples/ddp_train.py --steps 200 --accumulate 4 [--no-sync]
 Run with plain ``python`` it trains alone (a world of one).
 """
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -58,6 +60,9 @@ def main():
     parser.add_argument("--bucket-cap-mb", type=float, default=25.0, help="DDP's gradient bucket size")
     parser.add_argument("--slow-rank", type=int, default=None, help="the rank that is slower")
     parser.add_argument("--slow-ms", type=float, default=0.0, help="how much slower each of its steps is")
+    parser.add_argument("--accumulate", type=int, default=1, help="micro-batches per optimizer step")
+    parser.add_argument("--no-sync", action="store_true",
+                        help="skip the gradient all-reduce of all micro-batches but the last (model.no_sync())")
     parser.add_argument("--crash-rank", type=int, default=None, help="the rank that dies (SIGKILL) ...")
     parser.add_argument("--crash-at", type=int, default=None, help="... at the start of this step")
     args = parser.parse_args()
@@ -75,10 +80,13 @@ def main():
     for step in range(args.steps):
         if rank == args.crash_rank and step == args.crash_at:
             os.kill(os.getpid(), signal.SIGKILL)
-        x, y = inputs[step % len(inputs)], targets[step % len(targets)]
-        loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad()
-        loss.backward()
+        for micro in range(args.accumulate):
+            i = (step * args.accumulate + micro) % len(inputs)
+            last = micro == args.accumulate - 1
+            with model.no_sync() if args.no_sync and not last else contextlib.nullcontext():
+                loss = F.cross_entropy(model(inputs[i]), targets[i]) / args.accumulate
+                loss.backward()
         optimizer.step()
         if rank == 0 and step % 20 == 0:
             print(f"step {step:4d}  loss {loss.item():.4f}", flush=True)

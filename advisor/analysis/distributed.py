@@ -260,11 +260,15 @@ def _timeline(views: list[_RankView]) -> list[dict]:
     return rows
 
 
-def analyse_ranks(run_dir: Path, world_size: int, launcher: dict | None = None) -> dict:
-    """The ``distributed`` part of a run's summary, from every rank's records in ``run_dir``."""
+def analyse_ranks(run_dir: Path, launch: dict) -> dict:
+    """The ``distributed`` part of a run's summary, from every rank's records in ``run_dir``; ``launch`` is
+    ``meta.json``'s ``distributed``: ``world_size``, ``launcher`` and each rank's ``outcome`` and ``error``."""
+    world_size = int(launch.get("world_size") or 0)
     views = [_view(load_rank(run_dir, r)) for r in range(world_size)]
     _waits(views)
     ranks = [_rank_summary(v) for v in views]
+    for entry, said in zip(ranks, launch.get("ranks") or []):
+        entry.update(outcome=said.get("outcome") or entry["outcome"], error=said.get("error") or entry["error"])
     comm_us = sum(r.pop("_comm_us", 0.0) for r in ranks)
     overlapped = sum(r.pop("_overlap_us", 0.0) for r in ranks)
     facts = [v.recording.facts.get("distributed") or {} for v in views]
@@ -275,7 +279,7 @@ def analyse_ranks(run_dir: Path, world_size: int, launcher: dict | None = None) 
     return {
         "world_size": world_size,
         "backend": next((f["backend"] for f in facts if f.get("backend")), None),
-        "launcher": launcher or {},
+        "launcher": launch.get("launcher") or {},
         "ranks": ranks,
         "recorded_ranks": [r["rank"] for r in ranks if r["recorded"]],
         "step_median_ms": step_ms,
