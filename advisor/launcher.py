@@ -30,11 +30,11 @@ class Launch:
     nproc_per_node: str
     nnodes: str = "1"
 
-    def command(self, runner_args: list[str], launch_file: str) -> list[str]:
-        """The command advisor runs: the launcher, each rank running ``python -m advisor.runner --distributed``."""
+    def command(self, runner_command: list[str], launch_file: str) -> list[str]:
+        """The command advisor runs: the launcher, each rank running ``runner_command`` (``python -m advisor.runner
+        ...``) with ``--distributed``."""
         return [sys.executable, "-m", "advisor.runner.launch", "--launch-file", launch_file, "--",
-                *self.launcher_args, "-m", "advisor.runner", "--distributed", *runner_args,
-                *(["--module"] if self.is_module else []), self.target, "--", *self.args]
+                *self.launcher_args, "-m", "advisor.runner", "--distributed", *runner_command[3:]]
 
     def describe(self) -> dict:
         return {"launcher": "torchrun", "launcher_args": self.launcher_args, "nproc_per_node": self.nproc_per_node,

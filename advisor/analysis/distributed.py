@@ -184,16 +184,33 @@ def _waits(views: list[_RankView]) -> None:
         v.comms["wait"] = v.comms["dur"] - v.comms["transfer"]
 
 
+def _waiting(comms: pd.DataFrame) -> list[tuple[float, float]]:
+    """When the rank waits in collectives: the start of each, as long as it waited (several in flight at once
+    count once)."""
+    return _union(comms["ts"].to_numpy(), comms["ts"].to_numpy() + comms["wait"].to_numpy())
+
+
+def per_step(comms: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
+    """Per recorded step (index): ``comm_ms`` (time with a collective in flight) and ``wait_ms`` (time waiting
+    in one)."""
+    table = pd.DataFrame({"comm_ms": 0.0, "wait_ms": 0.0}, index=pd.Index(steps["step"], name="step"))
+    for step, group in comms.groupby("step"):
+        table.loc[step, "comm_ms"] = sum(e - s for s, e in _union(group["ts"].to_numpy(), group["end"].to_numpy()))
+        table.loc[step, "wait_ms"] = sum(e - s for s, e in _waiting(group))
+    return table / 1000.0
+
+
 def _rank_summary(view: _RankView) -> dict:
     rec, steps, comms = view.recording, view.steps, view.comms
     runner = rec.runner
     n = max(len(steps), 1)
+    times = per_step(comms, steps)
     summary = {"rank": rec.rank, "outcome": runner.get("outcome") if runner else None,
                "error": runner.get("error") if runner else None, "problem": rec.problem,
                "recorded": not steps.empty, "steps": step_stats(steps), "breakdown": breakdown(steps),
-               "comm_ms": round(float(comms["dur"].sum()) / 1000.0 / n, 4),
-               "comm_wait_ms": round(float(comms["wait"].sum()) / 1000.0 / n, 4),
-               "comm_transfer_ms": round(float(comms["transfer"].sum()) / 1000.0 / n, 4),
+               "comm_ms": round(float(times["comm_ms"].sum()) / n, 4),
+               "comm_wait_ms": round(float(times["wait_ms"].sum()) / n, 4),
+               "comm_transfer_ms": round(float((times["comm_ms"] - times["wait_ms"]).sum()) / n, 4),
                "collectives_per_step": round(len(comms) / n, 2), "overlap": None,
                "ddp": ((rec.facts.get("distributed") or {}).get("ddp") or [None])[0]}
     if not comms.empty and view.main_tid is not None:
@@ -212,8 +229,10 @@ def _own_phases(view: _RankView) -> dict[str, float]:
     if comms.empty or view.main_tid is None:
         return parts
     n = max(len(view.steps), 1)
-    for phase, wait in zip(_phase_at(view.recording.host, view.main_tid, comms["end"].to_numpy()), comms["wait"]):
-        parts[phase] = parts.get(phase, 0.0) - wait / 1000.0 / n
+    waiting = _waiting(comms)
+    ends = np.array([e for _, e in waiting])
+    for phase, (start, end) in zip(_phase_at(view.recording.host, view.main_tid, ends), waiting):
+        parts[phase] = parts.get(phase, 0.0) - (end - start) / 1000.0 / n
     return parts
 
 
@@ -225,10 +244,10 @@ def straggler(views: list[_RankView]) -> dict | None:
         return None
     busy, wait = {}, {}
     for v in timed:
-        per_step = v.comms.groupby("step")["wait"].sum() / 1000.0 if not v.comms.empty else pd.Series(dtype=float)
+        waits = per_step(v.comms, v.steps)["wait_ms"]
         durations = v.steps.set_index("step")["duration_ms"]
-        busy[v.recording.rank] = float((durations - per_step.reindex(durations.index, fill_value=0.0)).median())
-        wait[v.recording.rank] = float(per_step.reindex(durations.index, fill_value=0.0).median())
+        busy[v.recording.rank] = float((durations - waits).median())
+        wait[v.recording.rank] = float(waits.median())
     slowest = max(busy, key=busy.get)
     others = [r for r in busy if r != slowest]
     typical = float(np.median([busy[r] for r in others]))
@@ -251,12 +270,12 @@ def _timeline(views: list[_RankView]) -> list[dict]:
     origin = min(starts)
     rows = []
     for v in views:
-        waits = v.comms.groupby("step")["wait"].sum() / 1000.0 if not v.comms.empty else {}
+        waits = per_step(v.comms, v.steps)["wait_ms"]
         for row in v.steps.itertuples():
             rows.append({"rank": v.recording.rank, "step": int(row.step),
                          "start_ms": round((v.recording.base_unix_us + row.start_us - origin) / 1000.0, 3),
                          "duration_ms": round(float(row.duration_ms), 3),
-                         "wait_ms": round(float(waits.get(row.step, 0.0)) if len(waits) else 0.0, 3)})
+                         "wait_ms": round(float(waits.get(row.step, 0.0)), 3)})
     return rows
 
 
@@ -282,7 +301,7 @@ def analyse_ranks(run_dir: Path, launch: dict) -> dict:
         "launcher": launch.get("launcher") or {},
         "ranks": ranks,
         "recorded_ranks": [r["rank"] for r in ranks if r["recorded"]],
-        "step_median_ms": step_ms,
+        "step_median_ms": round(step_ms, 4) if step_ms else None,
         "comm_share": round(float(np.mean(comm)) / step_ms, 4) if comm and step_ms else None,
         "wait_share": round(float(np.mean(wait)) / step_ms, 4) if wait and step_ms else None,
         "overlap": round(float(overlapped / comm_us), 4) if comm_us > 0 else None,

@@ -9,7 +9,10 @@ on SIGINT (Ctrl-C, ``--timeout``) it does the same to all of them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+import threading
 
 from advisor.rundir_io import atomic_write_json
 
@@ -23,6 +26,27 @@ def _failures(error) -> dict:
     return failed
 
 
+def _relay_progress() -> None:
+    """Rank 0's progress, through a named pipe, onto advisor's progress channel (torchrun closes the
+    descriptors its ranks would inherit)."""
+    if "ADVISOR_PROGRESS_FD" not in os.environ:
+        return
+    sink = os.fdopen(int(os.environ["ADVISOR_PROGRESS_FD"]), "wb", buffering=0)
+    path = os.path.join(tempfile.mkdtemp(prefix="advisor-progress-"), "progress")
+    os.mkfifo(path)
+    source = os.open(path, os.O_RDWR)  # never blocks, and never ends: every rank may come and go
+    os.environ["ADVISOR_PROGRESS_PATH"] = path
+
+    def relay() -> None:
+        while chunk := os.read(source, 1 << 14):
+            try:
+                sink.write(chunk)
+            except OSError:
+                return
+
+    threading.Thread(target=relay, daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m advisor.runner.launch")
     parser.add_argument("--launch-file", required=True)
@@ -34,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    _relay_progress()
     record: dict = {"outcome": "completed", "failed_ranks": {}}
     code = 0
     try:
