@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 
 class MLP(nn.Module):
-    def __init__(self, features=256, hidden=512, classes=10, depth=3, slow_ms=0.0):
+    def __init__(self, features=256, hidden=768, classes=10, depth=3, slow_ms=0.0):
         super().__init__()
         sizes = [features] + [hidden] * depth
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))

@@ -5,7 +5,8 @@ Every rank records the same steps (see :mod:`advisor.runner.ranks`), so the n-th
 the same collective on every rank (collectives are issued in the same order everywhere, or the program
 hangs). Its least duration across the ranks is what it costs by itself (``transfer``); the rest of a
 rank's time in it is ``wait``: the rank arrived early and waited for the last one. The straggler is
-the rank that is busy (step time less waiting) the longest while the others wait for it.
+the rank that is busy (step time less waiting, in collectives and for a core) the longest while the others
+wait for it.
 
 Collectives are found where the backend records them: gloo runs each on one of its worker threads
 (``gloo:all_reduce`` annotations there; the main thread only enqueues ``c10d::allreduce_``); NCCL runs
@@ -26,11 +27,13 @@ from advisor.analysis.trace import load_trace
 from advisor.errors import RunDirError
 from advisor.rundir import FACTS_FILE, RUNNER_FILE, TRACE_FILE, rank_dir, read_json
 
-#: a straggler is named when it is busy this much longer than the median other rank (noise between
-#: processes here is about 10 %) ...
-STRAGGLER_MIN_SLOWER = 0.2
-#: ... and the other ranks wait in collectives for at least this share of the difference
+#: a straggler is named when it is busy longer than the median other rank by this share of a step (after the
+#: time each waited for a core is taken out: what a busy machine adds, not the rank's own work) ...
+STRAGGLER_MIN_SHARE = 0.15
+#: ... and the other ranks wait in collectives for at least this share of the difference ...
 STRAGGLER_MIN_WAIT_SHARE = 0.5
+#: ... and it is the busiest in at least this share of the steps
+STRAGGLER_MIN_STEPS = 0.8
 _OTHER = "other"
 
 
@@ -237,29 +240,32 @@ def _own_phases(view: _RankView) -> dict[str, float]:
 
 
 def straggler(views: list[_RankView]) -> dict | None:
-    """The rank the others wait for: busy longest (step time less waiting), by how much, and in which phase;
-    None when no rank stands out beyond the noise."""
+    """The rank the others wait for: busy longest (step time less waiting in collectives and for a core), by
+    how much (``slower_by``: a share of the step), and in which phase; None when no rank stands out beyond the
+    noise."""
     timed = [v for v in views if not v.steps.empty]
     if len(timed) < 2:
         return None
     busy, wait = {}, {}
     for v in timed:
         waits = per_step(v.comms, v.steps)["wait_ms"]
-        durations = v.steps.set_index("step")["duration_ms"]
-        busy[v.recording.rank] = float((durations - waits).median())
+        queued = ((v.recording.facts.get("distributed") or {}).get("run_queue_ms") or 0.0) / len(v.steps)
+        busy[v.recording.rank] = v.steps.set_index("step")["duration_ms"] - waits - queued
         wait[v.recording.rank] = float(waits.median())
-    slowest = max(busy, key=busy.get)
+    slowest = max(busy, key=lambda r: float(busy[r].median()))
     others = [r for r in busy if r != slowest]
-    typical = float(np.median([busy[r] for r in others]))
-    slower_ms = busy[slowest] - typical
+    excess = (busy[slowest] - pd.concat([busy[r] for r in others], axis=1).median(axis=1)).dropna()
+    step_ms = float(np.median([v.steps["duration_ms"].median() for v in timed]))
+    slower_ms = float(excess.median()) if not excess.empty else 0.0
     waited = float(np.median([wait[r] for r in others]))
-    if typical <= 0 or slower_ms / typical < STRAGGLER_MIN_SLOWER or waited < STRAGGLER_MIN_WAIT_SHARE * slower_ms:
+    if step_ms <= 0 or slower_ms / step_ms < STRAGGLER_MIN_SHARE or waited < STRAGGLER_MIN_WAIT_SHARE * slower_ms \
+            or (excess > 0).mean() < STRAGGLER_MIN_STEPS:
         return None
     own = {v.recording.rank: _own_phases(v) for v in timed}
     phases = [*PHASES, _OTHER]
-    excess = {p: own[slowest].get(p, 0.0) - float(np.median([own[r].get(p, 0.0) for r in others])) for p in phases}
-    return {"rank": slowest, "slower_by": round(slower_ms / typical, 4), "slower_by_ms": round(slower_ms, 4),
-            "phase": max(excess, key=excess.get), "others_wait_ms": round(waited, 4)}
+    extra = {p: own[slowest].get(p, 0.0) - float(np.median([own[r].get(p, 0.0) for r in others])) for p in phases}
+    return {"rank": slowest, "slower_by": round(slower_ms / step_ms, 4), "slower_by_ms": round(slower_ms, 4),
+            "phase": max(extra, key=extra.get), "others_wait_ms": round(waited, 4)}
 
 
 def _timeline(views: list[_RankView]) -> list[dict]:

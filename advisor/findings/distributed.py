@@ -49,8 +49,8 @@ def straggler(run: RunFacts) -> Finding | None:
         return None
     return Finding(
         id="rank_straggler", title=f"Rank {slow['rank']} is a straggler the other ranks wait for",
-        evidence=(f"rank {slow['rank']} is busy {slow['slower_by_ms']:.1f} ms ({slow['slower_by']:.0%}) longer per "
-                  f"step than the other ranks, most of it in {slow['phase']}; meanwhile they wait "
+        evidence=(f"rank {slow['rank']} is busy {slow['slower_by_ms']:.1f} ms ({slow['slower_by']:.0%} of a step) "
+                  f"longer per step than the other ranks, most of it in {slow['phase']}; meanwhile they wait "
                   f"{slow['others_wait_ms']:.1f} ms per step in collectives (median step {step_ms:.1f} ms)."),
         severity=slow["others_wait_ms"] / step_ms,
         fix=(f"# give rank {slow['rank']} the same work and the same cores as the others: even data shards\n"

@@ -83,12 +83,12 @@ class FactRecorder:
     def boundary(self, was_recording: bool, recording: bool) -> None:
         """A step ended: ``was_recording`` says whether it was a recorded one, ``recording`` whether
         the next one is."""
+        self.ddp.boundary(was_recording, recording)
         if was_recording:
             self.recorded_boundaries += 1
             for mode, on in _modes().items():
                 self.modes_on[mode] = self.modes_on.get(mode, 0) + int(on)
             self.backends = _backends()
-            self.ddp.boundary()
             if self.recorded_boundaries == 1:
                 # from the end of the first recorded step: advisor's call-site labels switch on as the
                 # window starts, and torch.compile recompiles once for them

@@ -8,7 +8,8 @@ run directory (:func:`advisor.rundir.rank_dir`).
 
 :class:`DdpWatch` notes, cheaply, what the trace cannot show of DistributedDataParallel: the backend,
 how many forward passes of a step synchronised gradients (gradient accumulation without ``no_sync()``),
-``DataParallel`` wrappers, and DDP's own counters (``_get_ddp_logging_data()``) at the window's end.
+how long the main thread waited for a core (a rank slowed by a busy machine, not by its own work), and
+DDP's own counters (``_get_ddp_logging_data()``) at the window's end.
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ class DdpWatch:
         self.forwards = self.synced_forwards = 0
         self.steps_with_several_synced = 0
         self._synced_this_step = 0
+        #: how long the main thread waited for a core in the recorded steps (Linux schedstat), in ms
+        self.run_queue_ms: float | None = None
+        self._queued_from: int | None = None
 
     def forward(self, module) -> None:
         """An outermost module call in a recorded step."""
@@ -101,20 +105,36 @@ class DdpWatch:
             self.synced_forwards += 1
             self._synced_this_step += 1
 
-    def boundary(self) -> None:
-        """A recorded step ended."""
+    def boundary(self, was_recording: bool, recording: bool) -> None:
+        """A step ended: ``was_recording`` says whether it was a recorded one, ``recording`` whether the next is."""
         import torch.distributed as dist
 
+        if recording and not was_recording:
+            self._queued_from = _run_queue_ns()
+        if not was_recording:
+            return
         if self._synced_this_step > 1:
             self.steps_with_several_synced += 1
         self._synced_this_step = 0
         if dist.is_available() and dist.is_initialized():
             self.backend = str(dist.get_backend())
+        if not recording and self._queued_from is not None and (now := _run_queue_ns()) is not None:
+            self.run_queue_ms = round((now - self._queued_from) / 1e6, 3)
 
     def record(self) -> dict:
         return {"backend": self.backend, "ddp_forwards": self.forwards, "synced_forwards": self.synced_forwards,
                 "steps_with_several_synced_forwards": self.steps_with_several_synced,
+                "run_queue_ms": self.run_queue_ms,
                 "ddp": [_ddp_counters(model) for model in self.models]}
+
+
+def _run_queue_ns() -> int | None:
+    """Nanoseconds this thread has waited, runnable, for a core so far (``/proc/thread-self/schedstat``)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _ddp_counters(model) -> dict:

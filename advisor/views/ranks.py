@@ -21,8 +21,8 @@ def ranks_headline(distributed: dict) -> str:
     if distributed.get("overlap") is not None:
         parts.append(f"{pct(distributed['overlap'])} of it overlaps computation")
     slow = distributed.get("straggler")
-    parts.append(f"straggler: rank {slow['rank']}, busy {ms(slow['slower_by_ms'])} ms ({pct(slow['slower_by'])}) "
-                 f"longer per step, in {slow['phase']}" if slow else "no straggler")
+    parts.append(f"straggler: rank {slow['rank']}, busy {ms(slow['slower_by_ms'])} ms ({pct(slow['slower_by'])} of a "
+                 f"step) longer than the others, in {slow['phase']}" if slow else "no straggler")
     return " · ".join(parts)
 
 
