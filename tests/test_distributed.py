@@ -2,13 +2,17 @@
 through the real CLI; every rank recorded, the straggler found where one rank is made slower and nowhere else,
 a rank killed mid-run reported by its rank while the other's recording is kept."""
 
+import asyncio
 import json
 import sys
 
 import pytest
+from textual.widgets import DataTable, TabbedContent
 
 from advisor import launcher
 from advisor.errors import UsageError
+from advisor.tui import make_app
+from advisor.tui.widgets.rank_timeline import RankTimeline
 from conftest import EXAMPLES, no_advisor_traceback, profile_json, run_advisor
 
 DDP = EXAMPLES / "ddp_train.py"
@@ -78,6 +82,24 @@ def test_show_prints_the_ranks(even):
     proc = run_advisor("show", even["run_dir"])
     assert proc.returncode == 0, proc.stderr
     assert "Ranks" in proc.stdout and "gloo, 2 ranks" in proc.stdout
+
+
+def test_tui_ranks_pane_marks_the_straggler_and_draws_every_rank(slow):
+    app = make_app(slow["run_dir"])
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            await pilot.press("6")
+            await pilot.pause()
+            assert app.screen.query_one(TabbedContent).active == "ranks"
+            table = app.screen.query_one("#ranks-table", DataTable)
+            rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+            assert [row[0] for row in rows] == ["0", "1"] and "straggler" in rows[1][-1] and not rows[0][-1]
+            drawn = str(app.screen.query_one(RankTimeline).render())
+            assert "rank 0" in drawn and "rank 1 ◀" in drawn and "░" in drawn
+
+    asyncio.run(scenario())
 
 
 def test_a_killed_rank_is_reported_by_rank_and_the_other_keeps_its_recording(tmp_path):
