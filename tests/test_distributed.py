@@ -25,7 +25,7 @@ def _findings(summary) -> set[str]:
 
 @pytest.fixture(scope="module")
 def even(tmp_path_factory):
-    """Both ranks alike; the gradients (13.7 MB) in DDP's one default bucket (25 MB)."""
+    """Both ranks alike; the gradients (5.7 MB) in DDP's one default bucket (25 MB)."""
     proc, summary = profile_json("--nproc-per-node", "2", DDP, "--steps", "5",
                                  tmp_path=tmp_path_factory.mktemp("even"))
     assert proc.returncode == 0, proc.stderr
@@ -76,6 +76,13 @@ def test_one_bucket_is_found_and_smaller_buckets_are_not(even, slow):
     finding = next(f for f in even["findings"] if f["id"] == "ddp_bucket_size")
     assert "one bucket" in finding["evidence"] and "bucket_cap_mb=" in finding["fix"]
     assert "ddp_bucket_size" not in _findings(slow)
+
+
+def test_communication_bound_where_the_all_reduce_is_a_large_share_only(even, slow):
+    """Even: the all-reduce of 5.7 MB of gradients against a short step; slow: the same against a step that
+    rank 1's 50 ms make long."""
+    assert "ddp_communication_bound" in _findings(even)
+    assert "ddp_communication_bound" not in _findings(slow)
 
 
 def test_show_prints_the_ranks(even):

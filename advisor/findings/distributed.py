@@ -41,6 +41,13 @@ def _mean(ranks: list[dict], key: str) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def _exposed(d: dict) -> tuple[float, float]:
+    """Collective transfer time per step (mean of the ranks, ms) and the share of the step it is not overlapped."""
+    transfer = _mean(d.get("ranks") or [], "comm_transfer_ms")
+    step_ms = d.get("step_median_ms") or 0.0
+    return transfer, transfer * (1 - (d.get("overlap") or 0.0)) / step_ms if step_ms else 0.0
+
+
 def straggler(run: RunFacts) -> Finding | None:
     d = _distributed(run)
     slow = d.get("straggler")
@@ -85,7 +92,7 @@ def buckets(run: RunFacts) -> Finding | None:
     sizes = _buckets(ddp)
     if not sizes or overlap is None or not step_ms:
         return None
-    transfer = _mean(d.get("ranks") or [], "comm_transfer_ms")
+    transfer, exposed = _exposed(d)
     total_mb = sum(sizes) / _MB
     if len(sizes) == 1 and overlap < POOR_OVERLAP and total_mb >= 1:
         cap = max(round(total_mb / 4, 1), 1.0)
@@ -101,7 +108,7 @@ def buckets(run: RunFacts) -> Finding | None:
     return Finding(
         id="ddp_bucket_size", title="DDP's gradient buckets keep communication from overlapping the backward pass",
         evidence=f"{why}; collectives take {transfer:.1f} ms per step of {step_ms:.1f} ms.",
-        severity=(transfer / step_ms) * (1 - overlap),
+        severity=exposed,
         fix=f"model = DistributedDataParallel(model, bucket_cap_mb={cap:g})   # about four buckets")
 
 
@@ -110,9 +117,7 @@ def communication_bound(run: RunFacts) -> Finding | None:
     step_ms = d.get("step_median_ms")
     if not step_ms or (d.get("world_size") or 0) < 2:
         return None
-    transfer = _mean(d.get("ranks") or [], "comm_transfer_ms")
-    overlap = d.get("overlap") or 0.0
-    exposed = transfer * (1 - overlap) / step_ms
+    transfer, exposed = _exposed(d)
     if exposed < COMM_BOUND_SHARE:
         return None
     return Finding(
