@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_profile(sub) -> None:
     p = sub.add_parser("profile", help="run a script under the profilers and summarise where time and memory go",
-                       usage="advisor profile [options] (SCRIPT | -m MODULE) [-- SCRIPT_ARGS ...] | [options] -- torchrun ...")
+                       usage="advisor profile [options] (SCRIPT | -m MODULE) [-- SCRIPT_ARGS ...]\n"
+                             "       advisor profile [options] -- torchrun [TORCHRUN_OPTIONS] SCRIPT [SCRIPT_ARGS ...]")
     p.add_argument("script", nargs="?", help="the Python script to run, as `python SCRIPT` would")
     p.add_argument("-m", dest="module", metavar="MODULE", help="run a module, as `python -m MODULE` would")
     p.add_argument("--warmup", type=_positive, default=5, metavar="W", help="steps to skip before recording (default 5)")

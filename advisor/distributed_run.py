@@ -54,8 +54,9 @@ def world_size(run_dir: Path, launch: Launch) -> int:
     return max(sizes, default=1)
 
 
-def rank_outcomes(run_dir: Path, world: int) -> list[dict]:
-    """Each rank: ``rank``, ``outcome``, ``error`` (one line, ``None`` when it ran as asked), ``recorded_steps``."""
+def rank_outcomes(run_dir: Path, world: int, one_node: bool = True) -> list[dict]:
+    """Each rank: ``rank``, ``outcome``, ``error`` (one line, ``None`` when it ran as asked), ``recorded_steps``.
+    Of several nodes, a rank that left nothing here and did not fail here ran on another node."""
     launched = read_json(Path(run_dir) / LAUNCH_FILE, "launch record") if (Path(run_dir) / LAUNCH_FILE).exists() \
         else {}
     failed = launched.get("failed_ranks") or {}
@@ -64,6 +65,9 @@ def rank_outcomes(run_dir: Path, world: int) -> list[dict]:
         path = rank_dir(run_dir, r) / RUNNER_FILE
         runner = read_json(path, "runner record") if path.exists() else None
         failure = failed.get(str(r)) or {}
+        if runner is None and not failure and not one_node:
+            outcomes.append({"rank": r, "outcome": "on_another_node", "recorded_steps": 0, "error": None})
+            continue
         outcomes.append({"rank": r, **_outcome(r, runner, failure)})
     return outcomes
 
@@ -88,7 +92,7 @@ def finish(meta: dict, run_dir: Path, launch: Launch, child: ScriptProcess, time
     """After the launcher ended: note the launch and every rank's outcome in ``meta`` (``distributed``) and
     return the error to report, if any."""
     world = world_size(run_dir, launch)
-    ranks = rank_outcomes(run_dir, world)
+    ranks = rank_outcomes(run_dir, world, one_node=launch.nnodes in ("1", "1:1"))
     several = not launch.nproc_per_node.isdigit() or int(launch.nproc_per_node) > 1
     meta["distributed"] = {"world_size": world, "ranks": ranks, "launcher": {
         **launch.describe(), "omp_num_threads_set_by_torchrun": several and not omp_from_user}}

@@ -10,10 +10,9 @@ import os
 import time
 from pathlib import Path
 
-from advisor.child import ProgressListener, ScriptProcess, read_runner, run_error, runner_command, sigint_to
 from advisor import distributed_run
+from advisor.child import ProgressListener, ScriptProcess, read_runner, run_error, runner_command, sigint_to
 from advisor.collectors.base import Availability, Collector, CollectorContext
-from advisor.distributed_run import LaunchedProcess
 from advisor.errors import AdvisorError
 from advisor.launcher import LAUNCH_FILE
 from advisor.options import ProfileOptions, check_target, new_meta
@@ -72,7 +71,8 @@ def profile(options: ProfileOptions, on_update: ProgressListener | None = None) 
         command = launch.command(command, str(run_dir / LAUNCH_FILE))
     for collector in collectors:
         command = collector.wrap_command(command, run_dir)
-    child = (LaunchedProcess if launch else ScriptProcess)(command, options.script_stdout_to_stderr, cwd=options.cwd)
+    process = distributed_run.LaunchedProcess if launch else ScriptProcess
+    child = process(command, options.script_stdout_to_stderr, cwd=options.cwd)
     started_collectors = _start(collectors, child, run_dir, collector_status)
     with sigint_to(child.on_sigint):
         returncode = child.watch(options.timeout, on_update)

@@ -133,9 +133,14 @@ def _subtract(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> lis
     return out
 
 
-def _compute_intervals(host: pd.DataFrame, main_tid) -> list[tuple[float, float]]:
-    """When the main thread runs ops: its top-level ops, less the time it spends in ``c10d::`` ops
-    (enqueueing a collective, or blocking on one)."""
+def _compute_intervals(recording: RankRecording, main_tid) -> list[tuple[float, float]]:
+    """When the rank computes: on a GPU, its kernels other than NCCL's; on the CPU, the main thread's top-level
+    ops, less the time it spends in ``c10d::`` ops (enqueueing a collective, or blocking on one)."""
+    kernels = recording.device
+    if kernels is not None and not kernels.empty:
+        compute = kernels[~kernels["name"].astype(str).str.lower().str.startswith("nccl")]
+        return _union(compute["ts"].to_numpy(), compute["end"].to_numpy())
+    host = recording.host
     ops = host[(host["cat"] == "cpu_op") & (host["tid"] == main_tid)]
     c10d = ops["name"].astype(str).str.startswith("c10d::")
     top = ops[(ops["op_parent"] == -1) & ~c10d]
@@ -219,7 +224,7 @@ def _rank_summary(view: _RankView) -> dict:
     if not comms.empty and view.main_tid is not None:
         comm = _union(comms["ts"].to_numpy(), comms["end"].to_numpy())
         total = sum(e - s for s, e in comm)
-        overlapped = _overlap_us(comm, _compute_intervals(rec.host, view.main_tid))
+        overlapped = _overlap_us(comm, _compute_intervals(rec, view.main_tid))
         summary["overlap"] = round(float(overlapped / total), 4) if total > 0 else None
         summary["_overlap_us"], summary["_comm_us"] = overlapped, total
     return summary
