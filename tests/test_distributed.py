@@ -4,6 +4,7 @@ a rank killed mid-run reported by its rank while the other's recording is kept."
 
 import asyncio
 import json
+import os
 import sys
 
 import pytest
@@ -13,7 +14,7 @@ from advisor import launcher
 from advisor.errors import UsageError
 from advisor.tui import make_app
 from advisor.tui.widgets.rank_timeline import RankTimeline
-from conftest import EXAMPLES, no_advisor_traceback, profile_json, run_advisor
+from conftest import CORES, EXAMPLES, no_advisor_traceback, profile_json, run_advisor
 
 DDP = EXAMPLES / "ddp_train.py"
 RANK_FIELDS = ("rank", "steps", "breakdown", "comm_ms", "comm_wait_ms")
@@ -111,11 +112,11 @@ def test_tui_ranks_pane_marks_the_straggler_and_draws_every_rank(slow):
 
 def test_a_killed_rank_is_reported_by_rank_and_the_other_keeps_its_recording(tmp_path):
     """Rank 1 kills itself with SIGKILL in the window; the user's own torchrun command, wrapped. Two micro-batches
-    per step without no_sync(): rank 0's recorded steps show it."""
+    per step without no_sync(), and as many threads per rank as the machine has cores: rank 0's steps show both."""
     out = tmp_path / "run"
     proc = run_advisor("profile", "--out", out, "--warmup", "3", "--steps", "5", "--", sys.executable, "-m",
                        "torch.distributed.run", "--nproc-per-node", "2", DDP, "--crash-rank", "1", "--crash-at", "6",
-                       "--accumulate", "2")
+                       "--accumulate", "2", env={**os.environ, "OMP_NUM_THREADS": str(CORES)})
     assert proc.returncode == 6, proc.stderr
     assert no_advisor_traceback(proc.stderr)
     assert "advisor: error: rank 1 was killed by SIGKILL" in proc.stderr.strip().splitlines()[-1]
@@ -127,11 +128,17 @@ def test_a_killed_rank_is_reported_by_rank_and_the_other_keeps_its_recording(tmp
     shown = summary["distributed"]
     assert shown["ranks"][0]["steps"]["count"] >= 1
     assert "SIGKILL" in shown["ranks"][1]["error"] and not shown["ranks"][1]["recorded"]
-    assert "ddp_accumulation_without_no_sync" in _findings(summary)
+    assert {"ddp_accumulation_without_no_sync", "threads_oversubscribed"} <= _findings(summary)
+    assert not shown["launcher"]["omp_num_threads_set_by_torchrun"]
 
 
 def test_accumulation_without_no_sync_is_not_found_without_it(even):
     assert "ddp_accumulation_without_no_sync" not in _findings(even)
+
+
+@pytest.mark.skipif(CORES < 2, reason="one core: two ranks of one thread each are already more threads than cores")
+def test_one_thread_per_rank_as_torchrun_sets_is_not_oversubscribed(even):
+    assert "threads_oversubscribed" not in _findings(even)
 
 
 def test_a_users_torchrun_command_is_read_by_torchrun_s_own_parser():

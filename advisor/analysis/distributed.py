@@ -244,6 +244,14 @@ def _own_phases(view: _RankView) -> dict[str, float]:
     return parts
 
 
+def _queued(view: _RankView) -> pd.Series | float:
+    """Per recorded step, how long the rank's main thread waited for a core (ms); 0 where not recorded."""
+    queued = (view.recording.facts.get("distributed") or {}).get("run_queue_ms") or []
+    if not isinstance(queued, list) or len(queued) != len(view.steps):
+        return 0.0
+    return pd.Series(queued, index=view.steps["step"].to_numpy(), dtype=float)
+
+
 def straggler(views: list[_RankView]) -> dict | None:
     """The rank the others wait for: busy longest (step time less waiting in collectives and for a core), by
     how much (``slower_by``: a share of the step), and in which phase; None when no rank stands out beyond the
@@ -254,8 +262,7 @@ def straggler(views: list[_RankView]) -> dict | None:
     busy, wait = {}, {}
     for v in timed:
         waits = per_step(v.comms, v.steps)["wait_ms"]
-        queued = ((v.recording.facts.get("distributed") or {}).get("run_queue_ms") or 0.0) / len(v.steps)
-        busy[v.recording.rank] = v.steps.set_index("step")["duration_ms"] - waits - queued
+        busy[v.recording.rank] = v.steps.set_index("step")["duration_ms"] - waits - _queued(v)
         wait[v.recording.rank] = float(waits.median())
     slowest = max(busy, key=lambda r: float(busy[r].median()))
     others = [r for r in busy if r != slowest]

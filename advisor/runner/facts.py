@@ -80,6 +80,11 @@ class FactRecorder:
 
     # -- observations -------------------------------------------------------------------------
     @_observation
+    def step_ending(self, was_recording: bool) -> None:
+        """A step ends; advisor's own work at the boundary comes next."""
+        self.ddp.step_ending(was_recording)
+
+    @_observation
     def boundary(self, was_recording: bool, recording: bool) -> None:
         """A step ended: ``was_recording`` says whether it was a recorded one, ``recording`` whether
         the next one is."""

@@ -88,9 +88,9 @@ class DdpWatch:
         self.forwards = self.synced_forwards = 0
         self.steps_with_several_synced = 0
         self._synced_this_step = 0
-        #: how long the main thread waited for a core in the recorded steps (Linux schedstat), in ms
-        self.run_queue_ms: float | None = None
-        self._queued_from: int | None = None
+        #: how long the main thread waited for a core in each recorded step (Linux schedstat), in ms
+        self.run_queue_ms: list[float] = []
+        self._queued_at: int | None = None
 
     def forward(self, module) -> None:
         """An outermost module call in a recorded step."""
@@ -105,12 +105,16 @@ class DdpWatch:
             self.synced_forwards += 1
             self._synced_this_step += 1
 
+    def step_ending(self, was_recording: bool) -> None:
+        """A step is ending, before advisor's own work at its boundary (saving the recording after the last)."""
+        if was_recording and self._queued_at is not None and (now := _run_queue_ns()) is not None:
+            self.run_queue_ms.append(round((now - self._queued_at) / 1e6, 3))
+
     def boundary(self, was_recording: bool, recording: bool) -> None:
         """A step ended: ``was_recording`` says whether it was a recorded one, ``recording`` whether the next is."""
         import torch.distributed as dist
 
-        if recording and not was_recording:
-            self._queued_from = _run_queue_ns()
+        self._queued_at = _run_queue_ns() if recording else None
         if not was_recording:
             return
         if self._synced_this_step > 1:
@@ -118,8 +122,6 @@ class DdpWatch:
         self._synced_this_step = 0
         if dist.is_available() and dist.is_initialized():
             self.backend = str(dist.get_backend())
-        if not recording and self._queued_from is not None and (now := _run_queue_ns()) is not None:
-            self.run_queue_ms = round((now - self._queued_from) / 1e6, 3)
 
     def record(self) -> dict:
         return {"backend": self.backend, "ddp_forwards": self.forwards, "synced_forwards": self.synced_forwards,
