@@ -77,10 +77,10 @@ def collectives(recording: RankRecording, steps: pd.DataFrame) -> pd.DataFrame:
     gloo = host[(host["cat"] == "user_annotation") & names.str.startswith("gloo:")]
     kernels = recording.device
     nccl = kernels[kernels["name"].astype(str).str.lower().str.startswith("nccl")] if kernels is not None else None
-    found = pd.concat([f[["name", "ts", "end", "dur"]] for f in (gloo, nccl) if f is not None and not f.empty])\
-        if not gloo.empty or (nccl is not None and not nccl.empty) else pd.DataFrame(columns=columns[2:])
-    if found.empty:
+    parts = [f[["name", "ts", "end", "dur"]] for f in (gloo, nccl) if f is not None and not f.empty]
+    if not parts:
         return pd.DataFrame(columns=columns)
+    found = pd.concat(parts)
     found = found.assign(name=found["name"].astype(str)).sort_values("ts")
     starts = steps["start_us"].to_numpy()
     ends = starts + steps["duration_ms"].to_numpy() * 1000.0
