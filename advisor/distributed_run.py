@@ -14,12 +14,15 @@ from pathlib import Path
 import psutil
 
 from advisor.child import ScriptProcess, died
-from advisor.errors import AdvisorError, Interrupted, ScriptRaised, ScriptTimedOut
+from advisor.errors import (AdvisorError, Interrupted, NoTorchWork, ScriptExited, ScriptNotFound, ScriptRaised,
+                            ScriptTimedOut)
 from advisor.launcher import LAUNCH_FILE, Launch
 from advisor.rundir import RANKS_DIR, RUNNER_FILE, rank_dir, read_json
 
 #: how a rank ended when the launcher stopped it because another failed (or advisor was interrupted)
 TERMINATED = "terminated"
+#: the error a run ends with, by how its first failed rank ended (else ScriptRaised)
+_ERRORS = {"not_found": ScriptNotFound, "no_torch": NoTorchWork, "exited": ScriptExited}
 #: a rank's error is cut to this many characters (gloo's run to several hundred)
 ERROR_CHARS = 160
 
@@ -83,7 +86,8 @@ def _outcome(rank: int, runner: dict | None, failure: dict) -> dict:
     error = str(runner.get("error") or "").splitlines()[0][:ERROR_CHARS] if runner.get("error") else None
     errors = {"raised": f"{name} raised {error}",
               "exited": f"{name} exited with code {runner.get('exit_code')}",
-              TERMINATED: f"{name} was stopped by the launcher", "interrupted": f"{name} was interrupted"}
+              TERMINATED: f"{name} was stopped by the launcher", "interrupted": f"{name} was interrupted",
+              "not_found": f"{name}: {error}", "no_torch": f"{name}: PyTorch cannot be imported: {error}"}
     return {"outcome": outcome, "recorded_steps": steps, "error": errors.get(outcome)}
 
 
@@ -115,6 +119,9 @@ def run_error(meta: dict, ranks: list[dict], child: ScriptProcess, timeout: floa
         meta["outcome"] = "interrupted"
         return Interrupted(f"interrupted{kept}")
     if failed:
-        meta.update(outcome="rank_failed", error="; ".join(r["error"] for r in failed))
-        return ScriptRaised("; ".join(r["error"] for r in failed) + kept)
+        first_failure = failed[0]["outcome"]
+        meta.update(outcome=first_failure if first_failure in ("not_found", "no_torch") else "rank_failed",
+                    error="; ".join(r["error"] for r in failed))
+        error = _ERRORS.get(first_failure, ScriptRaised)
+        return error("; ".join(r["error"] for r in failed) + kept)
     return None
