@@ -113,8 +113,8 @@ def test_a_killed_rank_is_reported_by_rank_and_the_other_keeps_its_recording(tmp
     """Rank 1 kills itself with SIGKILL in the window; the user's own torchrun command, wrapped. Two micro-batches
     per step without no_sync(), and as many threads per rank as the machine has cores: rank 0's steps show both."""
     out = tmp_path / "run"
-    proc = run_advisor("profile", "--out", out, "--warmup", "3", "--steps", "5", "--", sys.executable, "-m",
-                       "torch.distributed.run", "--nproc-per-node", "2", DDP, "--crash-rank", "1", "--crash-at", "6",
+    proc = run_advisor("profile", "--out", out, "--warmup", "2", "--steps", "3", "--", sys.executable, "-m",
+                       "torch.distributed.run", "--nproc-per-node", "2", DDP, "--crash-rank", "1", "--crash-at", "3",
                        "--accumulate", "2", env={**os.environ, "OMP_NUM_THREADS": str(CORES)})
     assert proc.returncode == 6, proc.stderr
     assert no_advisor_traceback(proc.stderr)
