@@ -231,7 +231,7 @@ def read_runner(run_dir: Path) -> dict | None:
     return read_json(run_dir / RUNNER_FILE, "runner record") if (run_dir / RUNNER_FILE).exists() else None
 
 
-def _died(name: str, returncode: int, signum: int | None) -> str:
+def died(name: str, returncode: int, signum: int | None) -> str:
     """Why a script's process ended without writing its record, in one line."""
     if signum is None:
         return f"{name} ended abruptly (exit code {returncode}) before advisor could save its recording"
@@ -258,7 +258,7 @@ def run_error(meta: dict, runner: dict | None, returncode: int, child: ScriptPro
         if child.interrupts:
             meta["outcome"] = "interrupted"
             return Interrupted("interrupted; the script was killed before it saved its recording")
-        return ScriptRaised(_died(name, returncode, child.killed_by))
+        return ScriptRaised(died(name, returncode, child.killed_by))
     outcome = runner.get("outcome")
     meta.update(outcome=outcome, script_exit_code=runner.get("exit_code"), step_detection=runner.get("step_detection"),
                 error=runner.get("error"))

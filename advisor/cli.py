@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_profile(sub) -> None:
     p = sub.add_parser("profile", help="run a script under the profilers and summarise where time and memory go",
-                       usage="advisor profile [options] (SCRIPT | -m MODULE) [-- SCRIPT_ARGS ...]")
+                       usage="advisor profile [options] (SCRIPT | -m MODULE) [-- SCRIPT_ARGS ...]\n"
+                             "       advisor profile [options] -- torchrun [TORCHRUN_OPTIONS] SCRIPT [SCRIPT_ARGS ...]")
     p.add_argument("script", nargs="?", help="the Python script to run, as `python SCRIPT` would")
     p.add_argument("-m", dest="module", metavar="MODULE", help="run a module, as `python -m MODULE` would")
     p.add_argument("--warmup", type=_positive, default=5, metavar="W", help="steps to skip before recording (default 5)")
@@ -82,6 +83,9 @@ def _add_profile(sub) -> None:
     p.add_argument("--no-finding", dest="no_findings", action="append", default=[], metavar="ID",
                    help="leave out the finding ID (repeatable; `-p no:findings_NAME` blocks a whole module of rules)")
     p.add_argument("--tui", action="store_true", help="open the run in the terminal UI when it ends")
+    p.add_argument("--nproc-per-node", type=_positive, default=None, metavar="N",
+                   help="run N processes of a torch.distributed script on this machine, through torchrun, and "
+                        "profile every rank (or: advisor profile [options] -- torchrun ... SCRIPT ARGS)")
 
 
 def _add_plugin_commands(sub) -> None:
@@ -142,10 +146,12 @@ def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]
     from advisor.session import profile
     from advisor.views.progress import RunProgress
 
-    if bool(ns.script) == bool(ns.module):
+    launch = _launch(ns, script_args)
+    if launch is None and bool(ns.script) == bool(ns.module):
         raise UsageError("advisor profile: give either SCRIPT or -m MODULE")
     options = ProfileOptions(
-        target=ns.module or ns.script, args=script_args, is_module=bool(ns.module), warmup=ns.warmup,
+        target=launch.target if launch else ns.module or ns.script, args=launch.args if launch else script_args,
+        is_module=launch.is_module if launch else bool(ns.module), launch=launch, warmup=ns.warmup,
         steps=ns.steps, timeout=ns.timeout, out=ns.out, blocked_plugins=_blocked(ns.plugin_options),
         no_findings=tuple(ns.no_findings),
         script_stdout_to_stderr=ns.json, keep_running=ns.keep_running, command_line=("advisor", *argv),
@@ -187,6 +193,25 @@ def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]
     if error is not None:
         raise error
     return 0
+
+
+def _launch(ns: argparse.Namespace, script_args: list[str]):
+    """A torch.distributed run: ``--nproc-per-node N`` or a torchrun command after ``--``; else None."""
+    from advisor import launcher
+
+    if launcher.is_launcher(script_args) and not ns.script and not ns.module:
+        if ns.nproc_per_node:
+            raise UsageError("advisor profile: --nproc-per-node goes into the torchrun command, not before it")
+        launch = launcher.wrapped(script_args)
+    elif ns.nproc_per_node:
+        if bool(ns.script) == bool(ns.module):
+            raise UsageError("advisor profile: --nproc-per-node needs SCRIPT or -m MODULE")
+        launch = launcher.on_this_machine(ns.nproc_per_node, ns.module or ns.script, bool(ns.module), script_args)
+    else:
+        return None
+    if ns.apply is not None:
+        raise UsageError("advisor profile: --apply runs one process; it cannot take turns with a distributed run")
+    return launch
 
 
 def _names(text: str) -> list[str]:

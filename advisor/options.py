@@ -10,11 +10,15 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
 from advisor import __version__
 from advisor.errors import NotAPythonFile, ScriptNotFound, ScriptSyntaxError
+
+if TYPE_CHECKING:
+    from advisor.launcher import Launch
 
 
 @dataclasses.dataclass
@@ -41,6 +45,8 @@ class ProfileOptions:
     #: seconds one recording may last, and megabytes it may add to the script's peak memory
     record_limit_s: float = 60.0
     record_limit_mb: float = 1024.0
+    #: a torch.distributed run: torchrun's launch of the target (:class:`advisor.launcher.Launch`)
+    launch: Launch | None = None
 
 
 def check_script(path_text: str) -> Path:

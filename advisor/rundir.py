@@ -24,6 +24,8 @@ Layout, format version 1 (every file written atomically; no pickle):
 ``summary.json``                      the analysis (what ``--json`` prints and ``advisor show`` shows)
 ``hot_ops.csv``                       the full hot-op table
 ``window_steps.csv``                  the recorded steps (or time slices) with their phases
+``ranks/<r>/``                        a torch.distributed run: rank r's ``runner.json``, ``steps.csv``,
+                                      ``facts.json`` and trace (rank 0's are the files above)
 ====================================  ===============================================================
 
 A run of ``advisor profile --apply`` holds ``meta.json``, ``comparison.json`` (step times and loss
@@ -60,6 +62,14 @@ PEAKS_FILE = "peaks.json"
 #: ``runner.json``'s ``step_detection`` when no step boundary came before a recording limit
 TIME_SLICES = "time_slices"
 DEFAULT_STORE = Path(".advisor") / "runs"
+#: a torch.distributed run: the folder of every rank but rank 0 (whose files are the run's own)
+RANKS_DIR = "ranks"
+
+
+def rank_dir(run_dir: Path, rank: int) -> Path:
+    """Where rank ``rank`` of a distributed run writes its files: rank 0 into the run directory itself (so that
+    every view of one process shows it), the others into ``ranks/<rank>/``."""
+    return Path(run_dir) if rank == 0 else Path(run_dir) / RANKS_DIR / str(rank)
 
 # Event names in the trace: the marks the runner adds, and the torch ones the analysis reads.
 #: each recorded step, as ``torch.profiler.profile.step()`` names it: ``ProfilerStep#<n>``

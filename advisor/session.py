@@ -6,12 +6,15 @@ Whatever happens to the script, the run directory keeps what was collected (see 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 
+from advisor import distributed_run
 from advisor.child import ProgressListener, ScriptProcess, read_runner, run_error, runner_command, sigint_to
 from advisor.collectors.base import Availability, Collector, CollectorContext
 from advisor.errors import AdvisorError
+from advisor.launcher import LAUNCH_FILE
 from advisor.options import ProfileOptions, check_target, new_meta
 from advisor.plugins import call_each, plugin_manager
 from advisor.rundir import new_run_dir, write_meta
@@ -62,10 +65,14 @@ def profile(options: ProfileOptions, on_update: ProgressListener | None = None) 
     meta = new_meta(options, collector_status)
     write_meta(run_dir, meta)
 
-    command = runner_command(options, run_dir, *_trial_args(options))
+    launch = options.launch
+    command = runner_command(options, run_dir, *_runner_args(options, trials=launch is None))
+    if launch is not None:  # every rank under torchrun; no trials: one rank's step cannot be replayed alone
+        command = launch.command(command, str(run_dir / LAUNCH_FILE))
     for collector in collectors:
         command = collector.wrap_command(command, run_dir)
-    child = ScriptProcess(command, options.script_stdout_to_stderr, cwd=options.cwd)
+    process = distributed_run.LaunchedProcess if launch else ScriptProcess
+    child = process(command, options.script_stdout_to_stderr, cwd=options.cwd)
     started_collectors = _start(collectors, child, run_dir, collector_status)
     with sigint_to(child.on_sigint):
         returncode = child.watch(options.timeout, on_update)
@@ -76,15 +83,16 @@ def profile(options: ProfileOptions, on_update: ProgressListener | None = None) 
             collector_status[collector.name] = {"available": False, "reason": f"failed while stopping: {exc}"}
 
     runner = read_runner(run_dir)
-    error = run_error(meta, runner, returncode, child, options)
+    error = run_error(meta, runner, returncode, child, options) if launch is None else \
+        distributed_run.finish(meta, run_dir, launch, child, options.timeout, "OMP_NUM_THREADS" in os.environ)
     collector_status["torch_profiler"] = _profiler_status(runner, error)
     meta.update(ended_at=time.time(), duration_s=round(time.time() - started, 3))
     write_meta(run_dir, meta)
     return RunResult(run_dir=run_dir, meta=meta, error=error)
 
 
-def _trial_args(options: ProfileOptions) -> list[str]:
-    return ["--trials", *(["--keep-running"] if options.keep_running else []),
+def _runner_args(options: ProfileOptions, trials: bool) -> list[str]:
+    return [*(["--trials"] if trials else []), *(["--keep-running"] if options.keep_running else []),
             *(["--techniques", ",".join(options.techniques)] if options.techniques else []),
             *(["--no-measure"] if not options.measure else []), "--trial-budget", str(options.trial_budget),
             "--pairs", options.pairs, "--record-limit-s", str(options.record_limit_s),

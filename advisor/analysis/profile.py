@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from advisor.analysis.call_tree import annotate
+from advisor.analysis.distributed import analyse_ranks
 from advisor.analysis.hot_ops import hot_ops
 from advisor.analysis.memory import memory_summary
 from advisor.analysis.roofline import roofline, step_roofline
@@ -125,6 +126,7 @@ def summarize(profile: Profile) -> dict:
         "collectors": meta.get("collectors", {}),
         "capture": _capture(profile.run_dir),
         "recommendations": _recommendations(profile.run_dir),
+        "distributed": analyse_ranks(profile.run_dir, meta["distributed"]) if meta.get("distributed") else None,
     }
 
 

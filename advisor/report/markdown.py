@@ -9,6 +9,7 @@ from advisor.format import (gain, human_bytes, limit_reason, measured_gain, ms, 
                             roofline_line, spread)
 from advisor.report.escape import cell, code, fence, plain
 from advisor.verdict import outcome
+from advisor.views.ranks import RANK_COLUMNS, rank_notes, rank_row, ranks_headline
 
 HOT_OPS_SHOWN = 15
 
@@ -73,6 +74,20 @@ def _breakdown(summary: dict, plots: dict[str, Path]) -> list[str]:
     rows = [[phase, ms(v.get("ms")), pct(v.get("share"))] for phase, v in parts.items()]
     return ["## Where a step goes", "", table(["phase", "ms", "share"], rows, right={1, 2}), "",
             *_image(plots, "breakdown", "step-time breakdown")]
+
+
+def _ranks(summary: dict) -> list[str]:
+    """A distributed run: one row per rank, the straggler marked."""
+    distributed = summary.get("distributed")
+    if not distributed:
+        return []
+    straggler = (distributed.get("straggler") or {}).get("rank")
+    rows = [[plain(text) for text in rank_row(rank, straggler)] for rank in distributed.get("ranks") or []]
+    notes = [f"- {plain(note)}" for note in rank_notes(distributed)]
+    return ["## Ranks", "", plain(ranks_headline(distributed)), "", "Milliseconds per step; comm: a collective in "
+            "flight, wait: waiting in one for another rank.", "",
+            table(list(RANK_COLUMNS), rows, right=set(range(1, len(RANK_COLUMNS) - 1))), "", *notes,
+            *([""] if notes else [])]
 
 
 def _hot_ops(summary: dict, plots: dict[str, Path]) -> list[str]:
@@ -163,7 +178,8 @@ def render_report(summary: dict, plots: dict[str, Path]) -> str:
     name = code(Path(str((summary.get("target") or {}).get("name", "run"))).name)
     run_id = code(Path(str(summary.get("run_dir", ""))).name)
     sections = [[f"# advisor report: {name}", "", f"Run {run_id}" if run_id else "", ""],
-                _environment(summary), _summary(summary), _breakdown(summary, plots), _hot_ops(summary, plots),
+                _environment(summary), _summary(summary), _breakdown(summary, plots), _ranks(summary),
+                _hot_ops(summary, plots),
                 _memory(summary, plots), _findings(summary), _recommendations(summary, plots), _collectors(summary)]
     return "\n".join(line for section in sections for line in section).rstrip() + "\n"
 

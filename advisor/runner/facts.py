@@ -9,6 +9,8 @@ Recorded cheaply (counters and settings, never per-call lists) while the profile
 - ``modes``: debug modes (anomaly detection, deterministic algorithms, ``CUDA_LAUNCH_BLOCKING``) and
   backend settings (matmul precision, TF32, ``cudnn.benchmark``), read at each recorded step's end;
 - ``optimizers``: each stepping optimizer's class, ``foreach``/``fused`` settings and parameter devices;
+- ``distributed``: the backend, DistributedDataParallel's forward passes that synchronised gradients,
+  and DDP's own counters (see :mod:`advisor.runner.ranks`);
 - ``compile``: torch._dynamo's graph breaks and compiled graphs after the first recorded step and at
   the window's end (read only when ``torch._dynamo`` is imported already).
 
@@ -26,6 +28,7 @@ import sys
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from advisor.runner.ranks import DdpWatch
 from advisor.runner.steps import user_call_site
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LOCAL_WORLD_SIZE")
@@ -65,6 +68,7 @@ class FactRecorder:
         self.optimizers: dict[int, dict] = {}
         self.compile_start: dict | None = None
         self.compile_end: dict | None = None
+        self.ddp = DdpWatch()
 
     def install(self) -> None:
         self._undo = register_optimizer_step_pre_hook(self._optimizer_steps).remove
@@ -76,9 +80,15 @@ class FactRecorder:
 
     # -- observations -------------------------------------------------------------------------
     @_observation
+    def step_ending(self, was_recording: bool) -> None:
+        """A step ends; advisor's own work at the boundary comes next."""
+        self.ddp.step_ending(was_recording)
+
+    @_observation
     def boundary(self, was_recording: bool, recording: bool) -> None:
         """A step ended: ``was_recording`` says whether it was a recorded one, ``recording`` whether
         the next one is."""
+        self.ddp.boundary(was_recording, recording)
         if was_recording:
             self.recorded_boundaries += 1
             for mode, on in _modes().items():
@@ -98,6 +108,7 @@ class FactRecorder:
         if not self.recording:
             return
         self.forwards += 1
+        self.ddp.forward(module)
         if isinstance(module, torch.nn.DataParallel) and self.data_parallel is None:
             self.data_parallel = {"devices": len(module.device_ids or []), "site": user_call_site(2)}
         if torch.is_grad_enabled() and not torch.is_inference_mode_enabled() and any(
@@ -134,6 +145,7 @@ class FactRecorder:
             "optimizers": list(self.optimizers.values()),
             "compile": {"start": self.compile_start, "end": self.compile_end,
                         "steps_between": max(self.recorded_boundaries - 1, 0)},
+            "distributed": self.ddp.record(),
             "failure": self.failure,
         }
 

@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", action="store_true", help="a run of --apply: steps timed in turns")
     parser.add_argument("--apply", default="", help="techniques to apply to the running model (with --compare)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--distributed", action="store_true", help="one rank of a torchrun launch")
     parser.add_argument("--record-limit-s", type=float, default=DEFAULT_SECONDS)
     parser.add_argument("--record-limit-mb", type=float, default=DEFAULT_MEGABYTES)
     parser.add_argument("target")
@@ -54,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     progress_fd = int(os.environ["ADVISOR_PROGRESS_FD"]) if "ADVISOR_PROGRESS_FD" in os.environ else None
 
     record: dict = {"outcome": "completed", "exit_code": 0, "error": None, "started_unix_ns": time.time_ns()}
+    if ns.distributed:  # one rank of a torchrun launch: its own folder, progress from rank 0 only
+        from advisor.runner.ranks import Rank, stop_on_sigterm
+
+        rank = Rank.from_environment()
+        run_dir, progress_fd, record["rank"] = rank.run_dir(run_dir), rank.progress_fd(), rank.record()
+        stop_on_sigterm()
     # advisor stops the script with SIGINT, which a shell's background job starts ignored: take it back
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
@@ -77,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     limits = RecordLimits(seconds=ns.record_limit_s, megabytes=ns.record_limit_mb)
     runner = run.active = Runner(run_dir, ns.warmup, ns.steps, progress_fd, ns.keep_running, trials, live, limits)
+    if ns.distributed:  # a replay of one rank's step would wait in collectives the other ranks never join
+        runner.capture.failure = "a distributed run: one rank's step cannot be replayed alone"
     exit_code = 0
     try:
         runner.detector.install()
@@ -89,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         exit_code = script_ended(exc, runner, record)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if ns.distributed:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for undo in (runner.stop_watchdog, runner.detector.uninstall, undo_gradient_watch, runner.loaders.uninstall,
                      runner.facts.uninstall, sys.stdout.flush, sys.stderr.flush):
             undo()

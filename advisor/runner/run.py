@@ -127,6 +127,7 @@ class Runner:
             else:
                 capture.step_ended()
         was_recording = self.window.recording
+        self.facts.step_ending(was_recording)
         done = self.window.boundary()
         self._follow_recording()
         if self._recording == WINDOW:

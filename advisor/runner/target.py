@@ -45,11 +45,14 @@ def run_script(runner: Runner, target: str, is_module: bool, args: list[str]) ->
 
 
 def _script_traceback(exc: BaseException) -> str:
-    """The traceback as ``python SCRIPT`` would print it: advisor's and runpy's frames dropped."""
-    tb = exc.__traceback__
-    while tb is not None and _is_harness_frame(tb.tb_frame.f_code.co_filename):
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    """The traceback as ``python SCRIPT`` would print it: advisor's and runpy's frames dropped (also those of the
+    hooks advisor wraps around the script's calls, such as ``backward``), in chained exceptions too."""
+    report = traceback.TracebackException.from_exception(exc)
+    part = report
+    while part is not None:
+        part.stack = traceback.StackSummary.from_list([f for f in part.stack if not _is_harness_frame(f.filename)])
+        part = part.__cause__ or part.__context__
+    return "".join(report.format())
 
 
 def _is_harness_frame(filename: str) -> bool:
@@ -60,6 +63,7 @@ def script_ended(exc: BaseException, runner: Runner, record: dict) -> int:
     """Note in ``record`` how the script ended (by advisor's stop, ``sys.exit``, Ctrl-C, raising); the runner's
     exit code."""
     from advisor.runner.live import ApplyRefused
+    from advisor.runner.ranks import LauncherStopped
 
     if isinstance(exc, StopScript):
         record["outcome"] = "stopped_at_limit" if runner.limit is not None else "stopped_after_window"
@@ -77,6 +81,9 @@ def script_ended(exc: BaseException, runner: Runner, record: dict) -> int:
         exit_code = code if isinstance(code, int) else 1
         record.update(outcome="exited", exit_code=exit_code)
         return exit_code
+    if isinstance(exc, LauncherStopped):  # another rank failed, or advisor was interrupted
+        record.update(outcome="terminated", exit_code=143, error="stopped by the launcher (SIGTERM)")
+        return 143
     if isinstance(exc, KeyboardInterrupt):
         record.update(outcome="interrupted", exit_code=130)
         return 130

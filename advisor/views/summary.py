@@ -10,6 +10,7 @@ from rich.text import Text
 from advisor.format import (PHASE_STYLES, human_bytes, limit_reason, ms, pct, peaks_note, relative, roofline_line,
                             short_source, spread)
 from advisor.views.findings import render_findings
+from advisor.views.ranks import render_ranks
 from advisor.views.recommendations import render_recommendations
 
 HOT_OPS_SHOWN = 10
@@ -192,8 +193,9 @@ def render_summary(summary: dict, snippets: bool = False) -> Group:
     header = Text.assemble(("advisor ", "bold"), str(target.get("name", "")),
                            f"  ({summary.get('outcome')})")
     parts = [header, _steps_line(summary)]
-    for block in (_capture_line(summary), _slices_table(summary), _breakdown_table(summary), _hot_ops_table(summary),
-                  _roofline_line(summary), _memory_lines(summary), _utilisation_line(summary), render_findings(summary),
+    for block in (_capture_line(summary), _slices_table(summary), _breakdown_table(summary), render_ranks(summary),
+                  _hot_ops_table(summary), _roofline_line(summary), _memory_lines(summary), _utilisation_line(summary),
+                  render_findings(summary),
                   render_recommendations(summary, snippets), _collectors_line(summary)):
         if block is not None:
             parts.append(block)

@@ -11,6 +11,7 @@ from textual.widgets import Static
 KEYS = """\
 [b]Anywhere[/]
   1 to 5, or a click on a tab  the panes (Overview ... Runs)
+  6                            Ranks, in a distributed run
   tab, shift+tab               move the focus
   ?  this help                 q  quit
 [b]Hot ops[/]

@@ -14,10 +14,11 @@ from advisor.store import FINE_OUTCOMES
 from advisor.tui.screens.hot_ops import HotOpsPane
 from advisor.tui.screens.memory import MemoryPane
 from advisor.tui.screens.overview import OverviewPane
+from advisor.tui.screens.ranks import RanksPane
 from advisor.tui.screens.recommendations import RecommendationsPane
 from advisor.tui.screens.runs import RunsPane
 
-PANES = ("overview", "hot-ops", "memory", "recommendations", "runs")
+PANES = ("overview", "hot-ops", "memory", "recommendations", "runs", "ranks")
 
 
 class MainScreen(Screen):
@@ -31,6 +32,7 @@ class MainScreen(Screen):
             yield MemoryPane()
             yield RecommendationsPane()
             yield RunsPane()
+            yield RanksPane()  # a distributed run's; hidden for one process
         yield Footer()
 
     def on_mount(self) -> None:
@@ -38,11 +40,17 @@ class MainScreen(Screen):
 
     def _show(self, summary: dict | None) -> None:
         self.query_one("#banner", Static).update(_banner(summary, self.app.problem))
-        for pane in (OverviewPane, HotOpsPane, MemoryPane, RecommendationsPane, RunsPane):
+        for pane in (OverviewPane, HotOpsPane, MemoryPane, RecommendationsPane, RunsPane, RanksPane):
             self.query_one(pane).show(summary, self.app.problem)
+        tabs = self.query_one(TabbedContent)
+        if (summary or {}).get("distributed"):
+            tabs.show_tab("ranks")
+        else:
+            tabs.hide_tab("ranks")
 
     def action_show_pane(self, pane: str) -> None:
-        self.query_one(TabbedContent).active = pane
+        if pane != "ranks" or (self.app.summary or {}).get("distributed"):
+            self.query_one(TabbedContent).active = pane
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         """Focus the shown pane's table, so that its keys work at once (and focus left in a hidden pane
