@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The third-party plugin packages: each installed with pip and tested with the project.
 PLUGINS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 
-.PHONY: demo test benchmark reports clean
+.PHONY: demo test benchmark trace-scale reports clean
 
 demo: $(VENV)/.installed
 	$(BIN)/advisor profile examples/cnn_train.py --warmup 5 --steps 10 -- --steps 200
@@ -17,6 +17,10 @@ test: $(VENV)/.installed $(VENV)/.plugins
 
 benchmark: $(VENV)/.installed
 	$(BIN)/python benchmarks/profile_overhead.py
+
+# advisor analyze against json.load + pandas and Holistic Trace Analysis (its own benchmarks/.venv-hta) on 0.1-1 GB
+trace-scale: $(VENV)/.installed
+	$(BIN)/python benchmarks/trace_scale.py
 
 # The sample reports in reports/, made from the bundled examples (runs kept in .advisor/sample-runs/).
 SAMPLE_RUNS := .advisor/sample-runs

@@ -105,6 +105,14 @@ def _add_run_views(sub) -> None:
     s.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     s.add_argument("--snippets", action="store_true", help="show how to apply each technique in your code")
 
+    a = sub.add_parser("analyze", help="analyse kineto traces made without advisor (a file, or a directory with "
+                                       "one per rank) into a run directory")
+    a.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                   help="a trace (.json or .json.gz), or a directory of them such as tensorboard_trace_handler writes")
+    a.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="run directory (default .advisor/runs/<time>-<name>)")
+    a.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
     t = sub.add_parser("tui", help="explore a run in the terminal UI")
     t.add_argument("run", nargs="?", type=Path, help="run directory (default: the newest run)")
 
@@ -265,6 +273,28 @@ def _cmd_show(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_analyze(ns: argparse.Namespace) -> int:
+    from advisor.imported import import_traces
+    from advisor.pipeline import analyse_run
+
+    run_dir = import_traces(ns.paths, ns.out)
+    try:
+        summary = analyse_run(run_dir)
+    except AdvisorError:
+        raise
+    except Exception as exc:  # advisor's own analysis failed: the run directory stays for `advisor show`
+        if os.environ.get("ADVISOR_DEBUG"):
+            raise
+        raise AnalysisFailed(f"analysis of {run_dir} failed: {type(exc).__name__}: {exc}") from None
+    if ns.json:
+        print(json.dumps(summary, default=str))
+    else:
+        from advisor.views.summary import print_summary
+
+        print_summary(summary, _console())
+    return 0
+
+
 def _cmd_tui(run: Path | None) -> int:
     from advisor.rundir import load_meta
     from advisor.tui import make_app
@@ -379,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_profile(ns, argv, script_args)
         if ns.command == "show":
             return _cmd_show(ns)
+        if ns.command == "analyze":
+            return _cmd_analyze(ns)
         if ns.command == "tui":
             return _cmd_tui(ns.run)
         if ns.command == "report":

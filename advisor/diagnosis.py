@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from advisor.analysis.hot_ops import DEVICE_CATEGORIES
 from advisor.finding import Finding, RunFacts
 from advisor.plugins import collect, plugin_manager
 from advisor.rundir import FACTS_FILE, WORKLOAD_FILE, read_json
@@ -18,20 +19,15 @@ from advisor.rundir import FACTS_FILE, WORKLOAD_FILE, read_json
 if TYPE_CHECKING:
     from advisor.analysis.profile import Profile
 
-_DEVICE_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
-
-
 def run_facts(profile: Profile, summary: dict) -> RunFacts:
     """What the findings plugins are given: the recorded steps' events, and the run's records."""
     host = profile.host
-    if not profile.steps.empty:
-        host = host[host["step"].isin(profile.steps["step"])]
     events = profile.trace.events if profile.trace is not None else None
     if events is None:
         device = pd.DataFrame(columns=["cat", "name", "ts", "dur", "bytes", "correlation"])
     else:
         launched = host.loc[host["correlation"].notna(), "correlation"]
-        device = events[events["cat"].isin(_DEVICE_CATEGORIES) & events["correlation"].isin(launched)]
+        device = events[events["cat"].isin(DEVICE_CATEGORIES) & events["correlation"].isin(launched)]
     return RunFacts(summary=summary, host=host, device=device, meta=profile.meta, runner=profile.runner,
                     workload=_record(profile, WORKLOAD_FILE, "workload"), facts=_record(profile, FACTS_FILE, "facts"))
 

@@ -112,8 +112,8 @@ class RunFacts:
     def inside(self, rows: pd.DataFrame, annotation: str) -> pd.Series:
         """For each of ``rows``: whether it runs inside a host annotation whose name starts with
         ``annotation`` (``advisor::forward``, ``advisor::backward``, ``Optimizer.zero_grad``, ...)."""
-        marks = self.host[(self.host["cat"] == "user_annotation")
-                          & self.host["name"].astype(str).str.startswith(annotation)]
+        annotations = self.host[self.host["cat"] == "user_annotation"]
+        marks = annotations[annotations["name"].astype(str).str.startswith(annotation)]
         result = pd.Series(False, index=rows.index)
         for tid, group in marks.groupby("tid", observed=True):
             mine = rows["tid"] == tid

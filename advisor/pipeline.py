@@ -10,7 +10,10 @@ from pathlib import Path
 
 from advisor.analysis.compare import compare
 from advisor.analysis.profile import analyse, summarize
+from advisor.analysis.ranks import rank_steps
 from advisor.diagnosis import diagnose
+from advisor.errors import RunDirError
+from advisor.imported import describe
 from advisor.rundir import HOT_OPS_FILE, SUMMARY_FILE, WINDOW_STEPS_FILE
 from advisor.rundir_io import atomic_write_csv, atomic_write_json
 from advisor.store import hot_ops_table, read_summary
@@ -22,6 +25,9 @@ def analyse_run(run_dir: Path) -> dict:
     profile = analyse(Path(run_dir))
     summary = summarize(profile)
     summary.update(diagnose(profile, summary))
+    ranks = describe(profile.meta)
+    if len(ranks) > 1:
+        summary["ranks"] = per_rank(profile.run_dir, ranks, summary)
     atomic_write_csv(profile.run_dir / HOT_OPS_FILE, profile.hot_ops)
     atomic_write_csv(profile.run_dir / WINDOW_STEPS_FILE, profile.steps)
     atomic_write_json(profile.run_dir / SUMMARY_FILE, summary)
@@ -32,6 +38,19 @@ def analyse_recording(run_dir: Path, runner: dict) -> dict:
     """The summary of what the child recorded, read before ``runner.json`` exists (``runner`` stands in for it);
     without findings, and saved nowhere: what the runner's trials estimate from."""
     return summarize(analyse(Path(run_dir), runner=runner))
+
+
+def per_rank(run_dir: Path, ranks: list[dict], summary: dict) -> list[dict]:
+    """Each rank's steps (``rank``, ``trace``, ``steps``, ``skipped``); the first is the run's own."""
+    rows = [{"rank": ranks[0]["rank"], "trace": ranks[0]["trace"], "steps": summary["steps"],
+             "skipped": summary.get("trace_skipped", [])}]
+    for entry in ranks[1:]:
+        try:
+            found = rank_steps(Path(run_dir) / entry["trace"])
+        except RunDirError as exc:  # one rank's trace unreadable: the others still count
+            found = {"steps": None, "skipped": [str(exc)]}
+        rows.append({"rank": entry["rank"], "trace": entry["trace"], **found})
+    return rows
 
 
 def summary_of(run_dir: Path) -> dict:

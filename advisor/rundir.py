@@ -61,6 +61,8 @@ WINDOW_STEPS_FILE = "window_steps.csv"
 PEAKS_FILE = "peaks.json"
 #: ``runner.json``'s ``step_detection`` when no step boundary came before a recording limit
 TIME_SLICES = "time_slices"
+#: ``runner.json``'s ``step_detection`` of an imported trace: its own ``ProfilerStep#N`` marks
+TRACE_STEPS = "profiler_steps"
 DEFAULT_STORE = Path(".advisor") / "runs"
 #: a torch.distributed run: the folder of every rank but rank 0 (whose files are the run's own)
 RANKS_DIR = "ranks"
@@ -102,6 +104,14 @@ def new_run_dir(out: Path | None, target: str) -> Path:
             raise RunDirError(f"--out {path} exists and is not empty")
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()
+
+
+def trace_path(run_dir: Path) -> Path | None:
+    """The run's trace (``TRACE_FILE``, or gzipped as an imported one may be), or None."""
+    for path in (Path(run_dir) / TRACE_FILE, Path(run_dir) / f"{TRACE_FILE}.gz"):
+        if path.exists():
+            return path
+    return None
 
 
 def write_meta(run_dir: Path, meta: dict) -> None:

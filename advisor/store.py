@@ -12,8 +12,9 @@ from advisor.errors import RunDirError
 from advisor.rundir import DEFAULT_STORE, HOT_OPS_FILE, META_FILE, STEPS_FILE, SUMMARY_FILE, load_meta, read_json
 
 
-#: outcomes of a run whose script did what it was asked (ran to its end, or was stopped after the window)
-FINE_OUTCOMES = ("completed", "stopped_after_window", "stopped_at_limit")
+#: outcomes of a run whose script did what it was asked (ran to its end, or was stopped after the window), and of
+#: traces imported by `advisor analyze`
+FINE_OUTCOMES = ("completed", "stopped_after_window", "stopped_at_limit", "imported")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,13 +5,29 @@ recorded window; --no-measure, so that technique trials, which are extra work by
 counted as profiling overhead), interleaved A B / B A in one session; the ratio is the median over pairs, with its
 spread (min..max of the pair ratios).
 
+Beside the ratio, where advisor's extra seconds go (medians over the runs), read from each run's own
+records (meta.json, runner.json, steps.csv) and the benchmark's clock:
+
+- ``cli``: from the command's start to the child's launch (advisor's imports, run directory, collectors);
+- ``child``: from the launch to the runner's first line (the child's interpreter and advisor's imports);
+- ``capture``: the three steps before the window (the step capture) beyond the median plain step;
+- ``window``: the recorded steps and the step after them (the trace saved, the child's analysis for the
+  estimates) beyond the median plain step;
+- ``stop``: from the runner's end to the collectors stopped (psutil, perf stat) and the run recorded;
+- ``analysis``: from then to the command's end (analysis, findings, summary, the terminal output);
+- ``rest``: what is left: the script itself run slower beside the collectors (perf stat, psutil's
+  sampling) and the plain run's noise.
+
     python benchmarks/profile_overhead.py [--steps 200] [--repeats 5] [--examples cnn_train ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import statistics
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,10 +38,36 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ["cnn_train", "transformer_train", "input_bound_train", "mlp_infer"]
 
 
-def _timed(command: list[str]) -> float:
-    start = time.perf_counter()
+PARTS = ("cli", "child", "capture", "window", "stop", "analysis")
+
+
+def _timed(command: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, and the wall clock (unix seconds) at the start and the end."""
+    start, unix_start = time.perf_counter(), time.time()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, unix_start, time.time()
+
+
+def breakdown(run_dir: Path, unix_start: float, unix_end: float) -> dict[str, float]:
+    """Seconds of each part of ``PARTS`` in one advisor run (see the module's docstring)."""
+    meta = json.loads((run_dir / "meta.json").read_text())
+    runner = json.loads((run_dir / "runner.json").read_text())
+    with open(run_dir / "steps.csv") as f:
+        steps = [(int(r["step"]), (int(r["end_unix_ns"]) - int(r["start_unix_ns"])) / 1e9, r["recorded"] == "1")
+                 for r in csv.DictReader(f)]
+    recorded = [n for n, _, rec in steps if rec]
+    first, last = (min(recorded), max(recorded)) if recorded else (len(steps), len(steps) - 1)
+    durations = dict((n, d) for n, d, _ in steps)
+    plain = [d for n, d in durations.items() if 1 <= n < first - 3 or n > last + 1] or list(durations.values())
+    typical = statistics.median(plain) if plain else 0.0
+
+    def beyond(numbers) -> float:
+        return sum(durations[n] - typical for n in numbers if n in durations)
+
+    runner_start, runner_end = runner["started_unix_ns"] / 1e9, runner["ended_unix_ns"] / 1e9
+    return {"cli": meta["started_at"] - unix_start, "child": runner_start - meta["started_at"],
+            "capture": beyond(range(first - 3, first)), "window": beyond(range(first, last + 2)),
+            "stop": meta["ended_at"] - runner_end, "analysis": unix_end - meta["ended_at"]}
 
 
 def main() -> None:
@@ -36,25 +78,32 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"advisor profile (warmup 5, 10 recorded steps, --keep-running --no-measure) vs python, {args.steps} steps, "
-          f"{args.repeats} interleaved pairs\n")
-    print(f"{'example':<20} {'python s':>9} {'advisor s':>10} {'ratio':>7}  spread")
+          f"{args.repeats} interleaved pairs; load at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+    print(f"{'example':<18} {'python s':>8} {'advisor s':>9} {'ratio':>6}  {'spread':<10} extra s: "
+          + " ".join(f"{p:>8}" for p in (*PARTS, "rest")))
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.examples:
             script = str(ROOT / "examples" / f"{name}.py")
             plain = [sys.executable, script, "--steps", str(args.steps)]
-            plain_times, advisor_times, ratios = [], [], []
+            plain_times, advisor_times, ratios, parts = [], [], [], []
             for r in range(args.repeats):
+                out = Path(tmp) / f"{name}-{r}"
                 profiled = [sys.executable, "-m", "advisor", "profile", "--keep-running", "--no-measure", "--out",
-                            f"{tmp}/{name}-{r}", script, "--", "--steps", str(args.steps)]
+                            str(out), script, "--", "--steps", str(args.steps)]
                 if r % 2 == 0:
-                    a, b = _timed(plain), _timed(profiled)
+                    a, b = _timed(plain)[0], _timed(profiled)
                 else:
-                    b, a = _timed(profiled), _timed(plain)
+                    b, a = _timed(profiled), _timed(plain)[0]
                 plain_times.append(a)
-                advisor_times.append(b)
-                ratios.append(b / a)
-            print(f"{name:<20} {statistics.median(plain_times):>9.2f} {statistics.median(advisor_times):>10.2f} "
-                  f"{statistics.median(ratios):>6.2f}x  {min(ratios):.2f}..{max(ratios):.2f}", flush=True)
+                advisor_times.append(b[0])
+                ratios.append(b[0] / a)
+                part = breakdown(out, b[1], b[2])
+                part["rest"] = b[0] - a - sum(part.values())
+                parts.append(part)
+            medians = {p: statistics.median(x[p] for x in parts) for p in (*PARTS, "rest")}
+            print(f"{name:<18} {statistics.median(plain_times):>8.2f} {statistics.median(advisor_times):>9.2f} "
+                  f"{statistics.median(ratios):>5.2f}x  {min(ratios):.2f}..{max(ratios):.2f}  "
+                  + " ".join(f"{medians[p]:>8.2f}" for p in (*PARTS, "rest")), flush=True)
 
 
 if __name__ == "__main__":

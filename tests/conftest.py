@@ -120,6 +120,26 @@ def no_advisor_traceback(stderr: str) -> bool:
     return not any(advisor_dir in line and line.strip().startswith("File ") for line in stderr.splitlines())
 
 
+def record_with_trace_handler(directory: Path, worker: str, steps: int, use_gzip: bool = False) -> None:
+    """A tiny model trained under a scheduled torch.profiler that hands its trace to
+    tensorboard_trace_handler, as users record traces without advisor."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    schedule = torch.profiler.schedule(wait=1, warmup=1, active=steps, repeat=1)
+    handler = torch.profiler.tensorboard_trace_handler(str(directory), worker_name=worker, use_gzip=use_gzip)
+    with torch.profiler.profile(schedule=schedule, on_trace_ready=handler, record_shapes=True,
+                                profile_memory=True) as prof:
+        for _ in range(2 + steps):
+            optimizer.zero_grad()
+            model(torch.randn(16, 32)).sum().backward()
+            optimizer.step()
+            prof.step()
+
+
 def install_plugin(site: Path, name: str, source: str) -> None:
     """A real distribution on sys.path (for PYTHONPATH=site): module plus dist-info with an `advisor` entry point."""
     (site / f"{name}.py").write_text(source)

@@ -5,15 +5,17 @@ import asyncio
 import io
 import json
 import os
+import threading
 
 import pytest
 from rich.console import Console
 from textual.widgets import DataTable, TabbedContent
 
+from advisor.imported import import_traces
 from advisor.tui import make_app
 from advisor.tui.widgets.roofline_plot import RooflinePlot
 from advisor.tui.widgets.share_bar import ShareBar
-from conftest import WEIRD_NAME, SCRIPTS, copy_recorded_run, profile_run, with_findings
+from conftest import WEIRD_NAME, SCRIPTS, copy_recorded_run, profile_run, record_with_trace_handler, with_findings
 
 SIZE = (80, 24)
 
@@ -328,3 +330,39 @@ def test_a_comparison_run_of_profile_apply(tmp_path):
 
     drive(app, scenario)
     assert run.exists()
+
+
+def test_an_imported_run_is_analysed_off_the_ui_thread(tmp_path):
+    """The run's trace is a named pipe that the test fills only after checking the screen: while the analysis
+    waits on it in its worker, the panes show a loading indicator and the keys still work."""
+    record_with_trace_handler(tmp_path / "traces", "worker", steps=3)
+    run = import_traces([tmp_path / "traces"], tmp_path / "run")
+    trace = run / "trace" / "worker0.pt.trace.json"
+    data = trace.read_bytes()
+    trace.unlink()
+    os.mkfifo(trace)
+    app = make_app(run)
+
+    def fill():
+        with open(trace, "wb") as pipe:
+            pipe.write(data)
+
+    writer = threading.Thread(target=fill, daemon=True)
+
+    async def scenario(pilot):
+        try:
+            assert app.analysing == run and app.summary is None
+            assert app.screen.query_one(TabbedContent).loading
+            assert "analysing" in shown(app, "#banner")
+            await pilot.press("question_mark")
+            assert type(app.screen).__name__ == "HelpScreen", "the UI answers while the analysis runs"
+            await pilot.press("escape")
+        finally:
+            writer.start()  # the worker never waits forever, even when a check above failed
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.analysing is None and not app.screen.query_one(TabbedContent).loading
+        assert app.summary["outcome"] == "imported" and app.summary["steps"]["count"] == 3
+        assert "imported" in shown(app, "#banner")
+
+    drive(app, scenario)

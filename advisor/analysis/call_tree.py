@@ -6,6 +6,8 @@ per thread over events sorted by start time (longest first on ties).
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 import pandas as pd
 
@@ -17,57 +19,66 @@ _HOST_CATEGORIES = ("cpu_op", "user_annotation", "memory", "cuda_runtime", "cuda
 def annotate(events: pd.DataFrame) -> pd.DataFrame:
     """Host events with ``self_us``, ``op_parent`` (row label of the enclosing op), ``step`` and
     ``call_site`` columns added; ``memory`` rows get the op they happened in as ``op_parent``."""
-    host = events[events["cat"].isin(_HOST_CATEGORIES)].copy()
-    host["_order"] = np.where(host["cat"] == "memory", 1, 0)
-    host = host.sort_values(["tid", "ts", "_order", "dur"], ascending=[True, True, True, False], kind="stable")
+    kept = np.flatnonzero(events["cat"].isin(_HOST_CATEGORIES).to_numpy())
+    memory_last = (events["cat"] == "memory").to_numpy()[kept]
+    tid_codes = _codes(events["tid"])[0][kept]
+    ts, dur = events["ts"].to_numpy()[kept], events["dur"].to_numpy()[kept]
+    host = events.iloc[kept[np.lexsort((-dur, memory_last, ts, tid_codes))]]  # by thread, start, longest first
+    self_us, op_parent, step, call_site = _sweep(host)
+    host = host.assign(self_us=np.where(host["cat"] == "cpu_op", np.maximum(self_us, 0.0), 0.0),
+                       op_parent=op_parent, step=step, call_site=call_site)
+    return host
+
+
+def _codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Each row's code into the column's distinct values as text (in sorted order), without a string per row."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy(), [str(c) for c in column.cat.categories]
+    codes, uniques = pd.factorize(column.astype(str), sort=True)
+    return codes, list(uniques)
+
+
+def _sweep(host: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One pass per thread over events sorted by start (longest first on ties), keeping the stack of open
+    events. Names are read through their codes, and per-name facts are worked out once per name."""
     n = len(host)
-    self_us = host["dur"].to_numpy(copy=True)
-    op_parent = np.full(n, -1, dtype=np.int64)
-    step = np.full(n, -1, dtype=np.int64)
-    call_site = np.empty(n, dtype=object)
-    labels = host.index.to_numpy()
-    durations = host["dur"].to_numpy()
+    name_codes, names = _codes(host["name"])
+    steps_of = [int(x[len(STEP_PREFIX):]) if x.startswith(STEP_PREFIX) else -1 for x in names]
+    sites_of = [x[len(CALL_SITE_PREFIX):] if x.startswith(CALL_SITE_PREFIX) else None for x in names]
+    cat_codes, cats = _codes(host["cat"])
+    kind_of = [1 if c == "cpu_op" else 2 if c == "memory" else 0 for c in cats]
+    kinds = array("b", [kind_of[c] for c in cat_codes])
+    codes = array("q", name_codes.astype(np.int64).tobytes())
+    tids = array("q", _codes(host["tid"])[0].astype(np.int64).tobytes())
+    starts, ends, durations = (array("d", host[c].to_numpy(np.float64).tobytes()) for c in ("ts", "end", "dur"))
+    self_us = array("d", durations)
+    labels = array("q", host.index.to_numpy(np.int64).tobytes())
+    op_parent, step, call_site = array("q", bytes(8 * n)), array("q", bytes(8 * n)), [None] * n
 
-    cats = host["cat"].astype(str).to_numpy()
-    names = host["name"].astype(str).to_numpy()
-    tids = host["tid"].astype(str).to_numpy()
-    starts = host["ts"].to_numpy()
-    ends = host["end"].to_numpy()
-
-    stack: list[int] = []
+    # Each frame of the stack carries what its children inherit: the nearest enclosing op, the call site
+    # in effect (none above a step's mark) and the step.
+    stack: list[tuple[int, int, str | None, int]] = []  # (row, enclosing op, call site, step)
     current_tid = None
     for i in range(n):
         if tids[i] != current_tid:
             stack, current_tid = [], tids[i]
-        t = starts[i]
-        while stack and ends[stack[-1]] <= t and not (cats[i] == "memory" and ends[stack[-1]] == t
-                                                       and starts[stack[-1]] < t):
+        t, kind = starts[i], kinds[i]
+        while stack and ends[stack[-1][0]] <= t and not (kind == 2 and ends[stack[-1][0]] == t
+                                                          and starts[stack[-1][0]] < t):
             stack.pop()
-        parent_op = -1
-        for j in reversed(stack):
-            if cats[j] == "cpu_op":
-                parent_op = j
-                break
-        site = None
-        step_n = -1
-        for j in reversed(stack):
-            if site is None and names[j].startswith(CALL_SITE_PREFIX):
-                site = names[j][len(CALL_SITE_PREFIX):]
-            if names[j].startswith(STEP_PREFIX):
-                step_n = int(names[j][len(STEP_PREFIX):])
-                break
-        if names[i].startswith(STEP_PREFIX):
-            step_n = int(names[i][len(STEP_PREFIX):])
+        parent_op, site, step_n = stack[-1][1:] if stack else (-1, None, -1)
+        code = codes[i]
+        own_op, own_site = (i if kind == 1 else parent_op), site
+        if steps_of[code] >= 0:
+            step_n, own_site = steps_of[code], None
+        elif sites_of[code] is not None:
+            own_site = sites_of[code]
         op_parent[i] = labels[parent_op] if parent_op >= 0 else -1
         step[i] = step_n
         call_site[i] = site
-        if cats[i] == "cpu_op" and parent_op >= 0:
+        if kind == 1 and parent_op >= 0:
             self_us[parent_op] -= durations[i]
-        if cats[i] != "memory":
-            stack.append(i)
-
-    host["self_us"] = np.where(host["cat"] == "cpu_op", np.maximum(self_us, 0.0), 0.0)
-    host["op_parent"] = op_parent
-    host["step"] = step
-    host["call_site"] = call_site
-    return host.drop(columns="_order")
+        if kind != 2:
+            stack.append((i, own_op, own_site, step_n))
+    return (np.frombuffer(self_us, dtype=np.float64), np.frombuffer(op_parent, dtype=np.int64),
+            np.frombuffer(step, dtype=np.int64), np.array(call_site, dtype=object))

@@ -111,6 +111,30 @@ def op_flops(name: str, input_dims, concrete_inputs) -> float:
         return math.nan
 
 
+def identities(column: pd.Series) -> np.ndarray:
+    """The identity of each row's object: the trace loader shares the argument lists that repeat, so that
+    equal identities mean equal lists."""
+    return np.fromiter(map(id, column.to_numpy()), dtype=np.int64, count=len(column))
+
+
+def per_distinct(fn, *keys: np.ndarray) -> np.ndarray:
+    """``fn(row)`` for every row position, called once per distinct combination of ``keys`` (equal-length
+    integer arrays)."""
+    n = len(keys[0])
+    if not n:
+        return np.empty(0, dtype=object)
+    codes = np.zeros(n, dtype=np.int64)
+    for key in keys:  # hashed, not sorted: linear in the rows
+        part, uniques = pd.factorize(key)
+        codes = pd.factorize(codes * len(uniques) + part)[0]
+    first = np.empty(int(codes.max()) + 1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(n - 1, -1, -1)
+    results = np.empty(len(first), dtype=object)
+    for k, row in enumerate(first):
+        results[k] = fn(row)
+    return results[codes]
+
+
 def attach_flops(ops: pd.DataFrame) -> pd.Series:
     """FLOPs per op row, moved to the op that spends the time.
 
@@ -118,10 +142,11 @@ def attach_flops(ops: pd.DataFrame) -> pd.Series:
     CPU, cuDNN on the GPU): its FLOPs go to its child with the largest self time, so that FLOPs and
     self time sit on the same row and FLOP/s are meaningful.
     """
-    flops = pd.Series(
-        [op_flops(n, d, c) for n, d, c in zip(ops["name"].astype(str), ops["input_dims"], ops["concrete_inputs"])],
-        index=ops.index, dtype=float,
-    )
+    name_codes, names = pd.factorize(ops["name"])
+    dims, scalars = ops["input_dims"].to_numpy(), ops["concrete_inputs"].to_numpy()
+    counted = per_distinct(lambda i: op_flops(str(names[name_codes[i]]), dims[i], scalars[i]), name_codes.astype(np.int64),
+                           identities(ops["input_dims"]), identities(ops["concrete_inputs"]))
+    flops = pd.Series(counted, index=ops.index, dtype=float)
     counted = flops[flops.notna() & (ops["name"].astype(str) == "aten::convolution")]
     if counted.empty:
         return flops

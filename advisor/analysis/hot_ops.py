@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from advisor.analysis.flops import attach_flops
+from advisor.analysis.flops import attach_flops, identities, per_distinct
 from advisor.analysis.roofline import ROOFLINE_COLUMNS, attach_bytes, op_dtype
 from advisor.format import display_source
 
+#: events of the GPU's own timeline
+DEVICE_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
 HOT_OP_COLUMNS = ["name", "self_time_ms", "share", "calls", "device_time_ms", "shapes", "flops",
                   "gflops_per_s", "source", "dtype", "bytes"]
 
@@ -29,7 +31,7 @@ def _shape_text(dims) -> str:
 
 def device_time(host: pd.DataFrame, events: pd.DataFrame) -> pd.Series:
     """GPU time (µs) per host op row: kernels/memcpys matched to their launch by correlation id."""
-    device = events[events["cat"].isin(["kernel", "gpu_memcpy", "gpu_memset"])]
+    device = events[events["cat"].isin(DEVICE_CATEGORIES)]
     launches = host[host["cat"].isin(["cuda_runtime", "cuda_driver"]) & host["correlation"].notna()]
     if device.empty or launches.empty:
         return pd.Series(0.0, index=host.index)
@@ -52,7 +54,8 @@ def hot_ops(host: pd.DataFrame, events: pd.DataFrame, window_us: float, cwd: str
     ops["bytes"] = attach_bytes(ops, ops["flops"])
     ops["dtype"] = ops["input_types"].map(op_dtype)
     ops["device_us"] = device_time(host, events).reindex(ops.index).fillna(0.0)
-    ops["shape_text"] = ops["input_dims"].map(_shape_text)
+    dims = ops["input_dims"].to_numpy()
+    ops["shape_text"] = per_distinct(lambda i: _shape_text(dims[i]), identities(ops["input_dims"]))
     ops["name"] = ops["name"].astype(str)
     grouped = ops.groupby("name", sort=False)
     table = pd.DataFrame({

@@ -24,18 +24,26 @@ def top_allocators(host: pd.DataFrame, limit: int = 5) -> list[dict]:
     mem = host[(host["cat"] == "memory") & (host["bytes"] > 0)]
     if mem.empty:
         return []
-    names = host["name"].astype(str)
-    parents = host["op_parent"]
-
-    def owner_of(op: int) -> str:
-        while op >= 0 and names.get(op) in _ALLOCATION_PRIMITIVES and parents.get(op, -1) >= 0:
-            op = parents[op]
-        return names.get(op, "(outside ops)") if op >= 0 else "(outside ops)"
-
-    owner = mem["op_parent"].map(owner_of)
+    owner = pd.Series(_owners(host, mem["op_parent"].to_numpy()), index=mem.index)
     totals = mem.groupby(owner)["bytes"].agg(["sum", "count"]).sort_values("sum", ascending=False).head(limit)
     return [{"name": name, "bytes": int(row["sum"]), "allocations": int(row["count"])}
             for name, row in totals.iterrows()]
+
+
+def _owners(host: pd.DataFrame, ops: np.ndarray) -> np.ndarray:
+    """The name of the op each allocation is charged to: ``ops`` (row labels) climbed past allocation
+    primitives, all rows at once."""
+    position = host.index.get_indexer(ops)
+    names = host["name"].astype(str).to_numpy()
+    parent_labels = host["op_parent"].to_numpy()
+    parents = host.index.get_indexer(parent_labels)  # -1: an op outside these rows
+    primitive = np.isin(names, list(_ALLOCATION_PRIMITIVES))
+    while True:
+        climb = (position >= 0) & primitive[position] & (parent_labels[position] >= 0)
+        if not climb.any():
+            break
+        position = np.where(climb, parents[position], position)
+    return np.where(position >= 0, names[position], "(outside ops)")
 
 
 def memory_summary(host: pd.DataFrame, samples: pd.DataFrame | None, gpu_samples: pd.DataFrame | None) -> dict:

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from advisor.analysis.call_tree import annotate
 from advisor.analysis.distributed import analyse_ranks
-from advisor.analysis.hot_ops import hot_ops
+from advisor.analysis.hot_ops import DEVICE_CATEGORIES, hot_ops
 from advisor.analysis.memory import memory_summary
 from advisor.analysis.roofline import roofline, step_roofline
 from advisor.analysis.steps import breakdown, slice_table, step_stats, step_table
-from advisor.analysis.trace import Trace, load_trace
+from advisor.analysis.trace import COLUMNS, Trace, load_trace
 from advisor.analysis.utilisation import utilisation
 from advisor.collectors.nvml import GPU_SAMPLES_FILE, load_gpu_samples
 from advisor.collectors.perf_stat import PERF_STAT_FILE, load_perf_stat
 from advisor.collectors.psutil_sampler import SAMPLES_FILE, load_samples
 from advisor.errors import RunDirError
-from advisor.rundir import (PEAKS_FILE, RUNNER_FILE, TIME_SLICES, TRACE_FILE, TRIALS_FILE, WORKLOAD_FILE, load_meta,
-                            read_json)
+from advisor.rundir import (PEAKS_FILE, RUNNER_FILE, TIME_SLICES, TRACE_STEPS, TRIALS_FILE, WORKLOAD_FILE, load_meta,
+                            read_json, trace_path)
 SUMMARY_HOT_OPS = 15
 
 
@@ -31,7 +32,8 @@ class Profile:
     run_dir: Path
     meta: dict
     runner: dict
-    trace: Trace | None
+    trace: Trace | None  # with only its device events: the host ones are in ``host``
+    #: the host events of the recorded steps (all of them when no step was found), annotated
     host: pd.DataFrame
     steps: pd.DataFrame
     hot_ops: pd.DataFrame
@@ -59,16 +61,24 @@ def analyse(run_dir: Path, runner: dict | None = None) -> Profile:
     meta = load_meta(run_dir)
     if runner is None:
         runner = read_json(run_dir / RUNNER_FILE, "runner record") if (run_dir / RUNNER_FILE).exists() else {}
-    trace = load_trace(run_dir / TRACE_FILE) if (run_dir / TRACE_FILE).exists() else None
-    events = trace.events if trace is not None else pd.DataFrame(
-        columns=["cat", "name", "ph", "pid", "tid", "ts", "dur", "end", "input_dims", "input_types",
-                 "concrete_inputs", "bytes", "total_allocated", "device_type", "device_id", "correlation", "external_id"])
+    path = trace_path(run_dir)
+    trace = load_trace(path) if path is not None else None
+    events = trace.events if trace is not None else pd.DataFrame(columns=[*COLUMNS, "end"])
     host = annotate(events)
+    steps = pd.DataFrame()
+    if runner.get("step_detection") == TRACE_STEPS:  # an imported trace: every step it marks
+        steps = step_table(host, 0, sys.maxsize)
+        if steps.empty:
+            runner = {**runner, "step_detection": TIME_SLICES, "time_slices": 10}
     if runner.get("step_detection") == TIME_SLICES:
         steps, host = slice_table(host, int(runner.get("time_slices") or 10))
-    else:
+    elif runner.get("step_detection") != TRACE_STEPS:
         steps = step_table(host, int(runner.get("warmup", 0) or 0), int(runner.get("recorded_steps", 0) or 0))
-    in_window = host[host["step"].isin(steps["step"])] if not steps.empty else host
+    if trace is not None:  # the host events live on in ``host``: only the device events stay (memory)
+        events = events[events["cat"].isin(DEVICE_CATEGORIES)]
+        trace = dataclasses.replace(trace, events=events)
+    if not steps.empty:
+        host = host[host["step"].isin(steps["step"])]
     window_us = float(steps["duration_ms"].sum() * 1000.0) if not steps.empty else _span(host)
     samples = _optional(run_dir / SAMPLES_FILE, load_samples)
     gpu_samples = _optional(run_dir / GPU_SAMPLES_FILE, load_gpu_samples)
@@ -81,8 +91,8 @@ def analyse(run_dir: Path, runner: dict | None = None) -> Profile:
     peaks = read_json(run_dir / PEAKS_FILE, "machine peaks") if (run_dir / PEAKS_FILE).exists() else None
     return Profile(
         run_dir=run_dir, meta=meta, runner=runner, trace=trace, host=host, steps=steps,
-        hot_ops=roofline(hot_ops(in_window, events, window_us, cwd=meta.get("cwd")), peaks), peaks=peaks,
-        memory=memory_summary(in_window, samples, gpu_samples),
+        hot_ops=roofline(hot_ops(host, events, window_us, cwd=meta.get("cwd")), peaks), peaks=peaks,
+        memory=memory_summary(host, samples, gpu_samples),
         utilisation=utilisation(runner, samples, gpu_samples, window_unix, meta.get("host", {}).get("cpu_count")),
         perf=perf,
     )
@@ -106,6 +116,7 @@ def summarize(profile: Profile) -> dict:
     if stats["detection"] == TIME_SLICES:
         stats["slices"] = _slices(profile.steps)
     step_line = step_roofline(profile.hot_ops, len(profile.steps), stats.get("mean_ms"), profile.peaks)
+    skipped = {"trace_skipped": profile.trace.skipped} if profile.trace is not None and profile.trace.skipped else {}
     return {
         "run_dir": str(profile.run_dir),
         "target": meta.get("target"),
@@ -127,6 +138,7 @@ def summarize(profile: Profile) -> dict:
         "capture": _capture(profile.run_dir),
         "recommendations": _recommendations(profile.run_dir),
         "distributed": analyse_ranks(profile.run_dir, meta["distributed"]) if meta.get("distributed") else None,
+        **skipped,
     }
 
 

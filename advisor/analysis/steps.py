@@ -38,17 +38,32 @@ def step_table(host: pd.DataFrame, first_step: int, recorded_steps: int) -> pd.D
     marks = annotations[annotations["name"].astype(str).str.startswith(STEP_PREFIX)]
     rows = []
     phased = annotations.assign(phase=annotations["name"].astype(str).map(phase_of)).dropna(subset=["phase"])
-    for _, mark in marks.iterrows():
-        n = int(str(mark["name"])[len(STEP_PREFIX):])
+    by_tid = {tid: _Intervals(group) for tid, group in phased.groupby("tid", observed=True)}
+    for name, tid, start, end in zip(marks["name"].astype(str), marks["tid"], marks["ts"], marks["end"]):
+        n = int(name[len(STEP_PREFIX):])
         if not first_step <= n < first_step + recorded_steps:
             continue
-        start, end = mark["ts"], mark["end"]
-        inside = phased[(phased["tid"] == mark["tid"]) & (phased["end"] > start) & (phased["ts"] < end)]
+        inside = by_tid[tid].overlapping(start, end) if tid in by_tid else phased.iloc[:0]
         row = {"step": n, "start_us": start, "duration_ms": (end - start) / 1000.0}
         row.update({f"{p}_ms": v / 1000.0 for p, v in _phase_time(inside, start, end).items()})
         rows.append(row)
     columns = ["step", "start_us", "duration_ms", *(f"{p}_ms" for p in PHASES)]
     return pd.DataFrame(rows, columns=columns).sort_values("step").reset_index(drop=True)
+
+
+class _Intervals:
+    """One thread's annotations sorted by start, to find those overlapping a span without a scan of all."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame.sort_values("ts", kind="stable")
+        self.starts = self.frame["ts"].to_numpy()
+        self.longest = float((self.frame["end"] - self.frame["ts"]).max())
+
+    def overlapping(self, start: float, end: float) -> pd.DataFrame:
+        lo = np.searchsorted(self.starts, start - self.longest, side="left")
+        hi = np.searchsorted(self.starts, end, side="left")
+        candidates = self.frame.iloc[lo:hi]
+        return candidates[candidates["end"] > start]
 
 
 def slice_table(host: pd.DataFrame, count: int) -> tuple[pd.DataFrame, pd.DataFrame]:

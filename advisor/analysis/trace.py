@@ -1,141 +1,313 @@
-"""Kineto trace file ──► (metadata, events frame), parsed as a stream.
+"""Kineto trace file (``.json`` or ``.json.gz``) ──► (metadata, events frame), read in batches.
 
-Only the fields the analyses use are kept; a 500 MB trace loads in a fraction of the memory a
-``json.load`` would take. Timestamps stay in the trace's microseconds; ``base_unix_us`` turns them
-into wall-clock time.
+The file is read 1 MB at a time; each batch of events is decoded by msgspec into typed structs
+holding only the fields the analyses use (the rest of every event is skipped by the decoder), and
+only the event kinds the analyses read are kept. Names become categorical codes as they are read,
+and the argument lists that repeat every step (input shapes, types, scalar inputs) are decoded once
+and shared. The memory it adds is a fraction of the file's size, and the time grows linearly with it.
+
+A batch that does not decode is decoded event by event: an event whose name holds a raw ``"``
+(kineto writes some Python names as they are) is repaired, any other broken event is skipped, and a
+file cut short is read up to its last complete event; :attr:`Trace.skipped` says what was left out.
+Timestamps stay in the trace's microseconds; ``base_unix_us`` turns them into wall-clock time.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import re
 from pathlib import Path
 
-import ijson
+import msgspec
+import numpy as np
 import pandas as pd
 
 from advisor.errors import RunDirError
 from advisor.rundir import MEMORY_EVENT
 
 #: event categories kept (complete events) and the instant memory events
-_KEPT_CATEGORIES = {"cpu_op", "user_annotation", "gpu_user_annotation", "kernel",
-                    "gpu_memcpy", "gpu_memset", "cuda_runtime", "cuda_driver"}
+_KEPT_CATEGORIES = frozenset({"cpu_op", "user_annotation", "gpu_user_annotation", "kernel",
+                              "gpu_memcpy", "gpu_memset", "cuda_runtime", "cuda_driver"})
 _METADATA_LIMIT = 64 << 20
+_BATCH_BYTES = 1 << 20
+_CATEGORICAL = ("cat", "name", "ph", "pid", "tid")
+_SHARED_LISTS = ("input_dims", "input_types", "concrete_inputs")
+_NUMBERS = ("bytes", "total_allocated", "device_type", "device_id", "correlation", "external_id")
+COLUMNS = ("cat", "name", "ph", "pid", "tid", "ts", "dur", *_SHARED_LISTS, *_NUMBERS)
+_Number = int | float | None
+_ABSENT = msgspec.Raw(b"")
+
+
+class _Args(msgspec.Struct):
+    input_dims: msgspec.Raw = msgspec.field(default=_ABSENT, name="Input Dims")
+    input_types: msgspec.Raw = msgspec.field(default=_ABSENT, name="Input type")
+    concrete_inputs: msgspec.Raw = msgspec.field(default=_ABSENT, name="Concrete Inputs")
+    bytes: _Number = msgspec.field(default=None, name="Bytes")
+    bytes_lower: _Number = msgspec.field(default=None, name="bytes")  # memcpys
+    total_allocated: _Number = msgspec.field(default=None, name="Total Allocated")
+    device_type: _Number = msgspec.field(default=None, name="Device Type")
+    device_id: _Number = msgspec.field(default=None, name="Device Id")
+    correlation: _Number = None
+    external_id: _Number = msgspec.field(default=None, name="External id")
+
+
+class _Event(msgspec.Struct):
+    ph: str = ""
+    cat: str = ""
+    name: str = ""
+    pid: int | str = ""
+    tid: int | str = ""
+    ts: float = 0.0
+    dur: float = 0.0
+    args: _Args | None = None
+
+
+class _TraceEvents(msgspec.Struct):
+    traceEvents: list[_Event]
+
+
+_BATCH = msgspec.json.Decoder(list[_Event])
+_ONE = msgspec.json.Decoder(_Event)
+_WHOLE = msgspec.json.Decoder(_TraceEvents)
+_ANY = msgspec.json.Decoder()
 
 
 @dataclasses.dataclass
 class Trace:
-    """One trace: its top-level metadata and one row per kept event."""
+    """One trace: its top-level metadata, one row per kept event, and what could not be read."""
 
     metadata: dict
     events: pd.DataFrame
+    skipped: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def base_unix_us(self) -> float:
         return float(self.metadata.get("baseTimeNanoseconds", 0)) / 1000.0
 
 
-def _read_metadata(path: Path) -> dict:
-    """Top-level keys written before ``traceEvents`` (kineto writes its metadata there)."""
+def load_trace(path: Path) -> Trace:
+    """Parse a kineto (Chrome JSON) trace into a :class:`Trace`; raise RunDirError when nothing of it is
+    readable."""
+    path = Path(path)
+    columns = _Columns()
+    try:
+        with _open(path) as f:
+            metadata, first = _read_header(f)
+            _read_events(f, first, columns)
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: trace missing") from None
+    except (OSError, EOFError, ValueError, msgspec.DecodeError) as exc:
+        raise RunDirError(f"{path}: corrupt trace ({exc})") from None
+    if columns.rows == 0 and columns.skipped:
+        raise RunDirError(f"{path}: corrupt trace ({'; '.join(columns.skipped)})")
+    return Trace(metadata=metadata, events=columns.frame(), skipped=columns.skipped)
+
+
+def read_metadata(path: Path) -> dict:
+    """The trace's top-level metadata alone (raises OSError, EOFError or ValueError)."""
+    with _open(Path(path)) as f:
+        return _read_header(f)[0]
+
+
+def _open(path: Path):
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def _read_header(f) -> tuple[dict, bytes]:
+    """Top-level keys written before ``traceEvents`` (kineto writes its metadata there), and the bytes
+    read past the array's ``[``."""
     head = b""
-    with open(path, "rb") as f:
-        while len(head) < _METADATA_LIMIT:
-            chunk = f.read(1 << 16)
-            head += chunk
-            marker = head.find(b'"traceEvents"')
-            if marker >= 0:
-                return json.loads(head[:marker] + b'"traceEvents": []}')
-            if not chunk:
-                break
+    while len(head) < _METADATA_LIMIT:
+        chunk = f.read(1 << 16)
+        head += chunk
+        marker = head.find(b'"traceEvents"')
+        bracket = head.find(b"[", marker) if marker >= 0 else -1
+        if bracket >= 0:
+            return json.loads(head[:marker] + b'"traceEvents": []}'), head[bracket + 1:]
+        if not chunk:
+            break
     raise ValueError("no traceEvents array")
 
 
-def load_trace(path: Path) -> Trace:
-    """Parse a kineto (Chrome JSON) trace into a :class:`Trace`; raise RunDirError if it is unreadable."""
-    path = Path(path)
+def _read_events(f, rest: bytes, columns: _Columns) -> None:
+    """Decode the events array batch by batch. Kineto writes one event per block of lines, each closing
+    with ``}`` at the indentation of its opening ``{``: a batch ends after such a line."""
+    while not rest.lstrip():
+        chunk = _read_chunk(f, columns)
+        if not chunk:
+            return
+        rest += chunk
+    start = len(rest) - len(rest.lstrip())
+    line_start = rest.rfind(b"\n", 0, start)
+    if line_start < 0 or rest[start:start + 1] != b"{":  # not one event per block of lines: decode it whole
+        _read_whole(rest + f.read(), columns)
+        return
+    closing = b"\n" + rest[line_start + 1:start] + b"}"
+    buffer = rest
+    while True:
+        chunk = _read_chunk(f, columns)
+        buffer += chunk
+        end = buffer.rfind(closing)
+        if end >= 0:
+            end += len(closing)
+            columns.add_batch(buffer[:end], closing)
+            buffer = buffer[end:].lstrip().removeprefix(b",")
+        if not chunk:
+            break
+    if buffer.strip() and not buffer.lstrip().startswith(b"]"):
+        columns.cut_short = len(buffer)
+
+
+def _read_chunk(f, columns: _Columns) -> bytes:
     try:
-        metadata = _read_metadata(path)
+        return f.read(_BATCH_BYTES)
+    except EOFError:  # a compressed file cut short
+        columns.cut_short = columns.cut_short or 1
+        return b""
+
+
+def _read_whole(array_and_rest: bytes, columns: _Columns) -> None:
+    columns.add_events(_WHOLE.decode(b'{"traceEvents": [' + array_and_rest).traceEvents)
+
+
+class _Columns:
+    """The kept events, column by column: names shared, numbers in arrays, one array per batch."""
+
+    def __init__(self):
+        self.codes: dict[str, list[np.ndarray]] = {c: [] for c in _CATEGORICAL}
+        self.known: dict[str, dict[str, int]] = {c: {} for c in _CATEGORICAL}
+        self.lists: dict[str, list] = {c: [] for c in _SHARED_LISTS}
+        self.shared: dict[bytes, object] = {b"": None}
+        self.arrays: dict[str, list[np.ndarray]] = {c: [] for c in ("ts", "dur", *_NUMBERS)}
+        self.rows = 0
+        self.broken = 0
+        self.cut_short = 0
+
+    @property
+    def skipped(self) -> list[str]:
+        """What was left out, in words."""
+        out = [f"{self.broken} events that do not decode"] if self.broken else []
+        if self.cut_short:
+            out.append("the end of a trace cut short (no complete event after the last one read)")
+        return out
+
+    def add_batch(self, data: bytes, closing: bytes) -> None:
+        """Decode ``data`` (events separated by commas); on failure, event by event."""
         try:
-            with open(path, "rb") as f:
-                columns = _columns(f)
-        except ijson.JSONError:
-            columns = _columns(_Reader(_repaired_lines(path)))
-    except FileNotFoundError:
-        raise RunDirError(f"{path}: trace missing") from None
-    except (OSError, ijson.JSONError, ValueError, TypeError) as exc:
-        raise RunDirError(f"{path}: corrupt trace ({exc})") from None
-    events = pd.DataFrame(columns)
-    for col in ("cat", "name", "ph", "pid", "tid"):
-        events[col] = events[col].astype("category")
-    for col in ("bytes", "total_allocated", "device_type", "device_id", "correlation", "external_id"):
-        events[col] = pd.to_numeric(events[col], errors="coerce")
-    events["end"] = events["ts"] + events["dur"]
-    return Trace(metadata=metadata, events=events)
+            events = _BATCH.decode(b"[" + data + b"]")
+        except msgspec.DecodeError:
+            events = self._one_by_one(data, closing)
+        self.add_events(events)
+
+    def _one_by_one(self, data: bytes, closing: bytes) -> list[_Event]:
+        """Each piece that starts a line with ``{`` at the events' indentation, decoded alone."""
+        events = []
+        opening = closing[:-1] + b"{"
+        for piece in (b"\n" + data).split(opening):
+            piece = piece.rstrip().removesuffix(b",")
+            if not piece.strip():
+                continue
+            event = _decode_repaired(b"{" + piece)
+            if event is None:
+                self.broken += 1
+            else:
+                events.append(event)
+        return events
+
+    def add_events(self, events: list[_Event]) -> None:
+        """Keep the complete events of the kept categories and the memory events."""
+        kept = [e for e in events if (e.ph == "X" and e.cat in _KEPT_CATEGORIES)
+                or (e.ph == "i" and e.name == MEMORY_EVENT)]
+        if not kept:
+            return
+        self._encode("cat", [e.cat if e.ph == "X" else "memory" for e in kept])
+        self._encode("name", [e.name for e in kept])
+        self._encode("ph", [e.ph for e in kept])
+        self._encode("pid", [str(e.pid) for e in kept])
+        self._encode("tid", [str(e.tid) for e in kept])
+        self.arrays["ts"].append(np.array([e.ts for e in kept], dtype=np.float64))
+        self.arrays["dur"].append(np.array([e.dur if e.ph == "X" else 0.0 for e in kept], dtype=np.float64))
+        args = [e.args or _NO_ARGS for e in kept]
+        for column in _SHARED_LISTS:
+            self.lists[column] += self._shared([bytes(getattr(a, column)) for a in args])
+        numbers = np.array([(a.bytes if a.bytes is not None else a.bytes_lower, a.total_allocated, a.device_type,
+                             a.device_id, a.correlation, a.external_id) for a in args], dtype=np.float64)
+        for k, column in enumerate(_NUMBERS):
+            self.arrays[column].append(numbers[:, k])
+        self.rows += len(kept)
+
+    def _encode(self, column: str, values: list[str]) -> None:
+        """Keep ``values`` as codes into the column's names, numbered in order of first appearance."""
+        codes, uniques = pd.factorize(np.array(values, dtype=object))
+        known = self.known[column]
+        remap = np.array([known.setdefault(u, len(known)) for u in uniques], dtype=np.int32)
+        self.codes[column].append(remap[codes])
+
+    def _shared(self, texts: list[bytes]) -> list:
+        """The decoded lists, one object per distinct text (ops repeat the same shapes every step)."""
+        shared = self.shared
+        for text in set(texts).difference(shared):
+            shared[text] = _ANY.decode(text)
+        return [shared[t] for t in texts]
+
+    def frame(self) -> pd.DataFrame:
+        data: dict[str, object] = {c: _categorical(self.codes[c], self.known[c]) for c in _CATEGORICAL}
+        for column in ("ts", "dur"):
+            data[column] = _joined(self.arrays[column])
+        for column in _SHARED_LISTS:
+            data[column] = pd.Series(self.lists[column], dtype=object)
+        for column in _NUMBERS:
+            data[column] = _numeric(_joined(self.arrays[column]))
+        events = pd.DataFrame(data, columns=list(COLUMNS), copy=False)
+        events["end"] = events["ts"] + events["dur"]
+        return events
 
 
-def _columns(stream) -> dict[str, list]:
-    """The kept events of a trace stream, column by column."""
-    columns: dict[str, list] = {k: [] for k in ("cat", "name", "ph", "pid", "tid", "ts", "dur", "input_dims",
-                                                "input_types", "concrete_inputs", "bytes", "total_allocated",
-                                                "device_type", "device_id", "correlation", "external_id")}
-    for event in ijson.items(stream, "traceEvents.item", use_float=True):
-        ph = event.get("ph")
-        cat = event.get("cat")
-        if ph == "X" and cat in _KEPT_CATEGORIES:
-            args = event.get("args") or {}
-            dur = event.get("dur", 0.0)
-        elif ph == "i" and event.get("name") == MEMORY_EVENT:
-            args = event.get("args") or {}
-            cat, dur = "memory", 0.0
-        else:
-            continue
-        columns["cat"].append(cat)
-        columns["name"].append(event.get("name", ""))
-        columns["ph"].append(ph)
-        columns["pid"].append(str(event.get("pid", "")))
-        columns["tid"].append(str(event.get("tid", "")))
-        columns["ts"].append(float(event.get("ts", 0.0)))
-        columns["dur"].append(float(dur))
-        columns["input_dims"].append(args.get("Input Dims"))
-        columns["input_types"].append(args.get("Input type"))
-        columns["concrete_inputs"].append(args.get("Concrete Inputs"))
-        columns["bytes"].append(args.get("Bytes", args.get("bytes")))  # memory events; memcpys
-        columns["total_allocated"].append(args.get("Total Allocated"))
-        columns["device_type"].append(args.get("Device Type"))
-        columns["device_id"].append(args.get("Device Id"))
-        columns["correlation"].append(args.get("correlation"))
-        columns["external_id"].append(args.get("External id"))
-    return columns
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
 
 
+_NO_ARGS = _Args()
 _NAME_LINE = re.compile(rb'^(\s*"name": )"(.*)"(,?\s*)$', re.S)
 
 
-def _repaired_lines(path: Path):
-    """The trace's lines with each ``"name"`` value escaped again: kineto writes Python function names
-    as they are, and a name holding ``"`` (seen in code run by torch.compile) breaks the JSON."""
-    with open(path, "rb") as f:
-        for line in f:
-            match = _NAME_LINE.match(line)
-            if match and b'"' in match.group(2):
-                name = json.dumps(match.group(2).decode("utf-8", "replace")).encode()
-                line = match.group(1) + name + match.group(3)
-            yield line
+def _decode_repaired(piece: bytes) -> _Event | None:
+    """One event; when it does not decode, again with each ``"name"`` value escaped anew: kineto writes
+    Python function names as they are, and a name holding ``"`` (seen in code run by torch.compile)
+    breaks the JSON. None when it still does not decode."""
+    try:
+        return _ONE.decode(piece)
+    except msgspec.DecodeError:
+        pass
+    lines = []
+    for line in piece.splitlines(keepends=True):
+        match = _NAME_LINE.match(line)
+        if match and b'"' in match.group(2):
+            line = match.group(1) + json.dumps(match.group(2).decode("utf-8", "replace")).encode() + match.group(3)
+        lines.append(line)
+    try:
+        return _ONE.decode(b"".join(lines))
+    except msgspec.DecodeError:
+        return None
 
 
-class _Reader:
-    """A file-like ``read(n)`` over an iterator of byte chunks, for ijson."""
+def _categorical(parts: list[np.ndarray], known: dict[str, int]) -> pd.Categorical:
+    """Codes in order of first appearance ──► a categorical with its categories sorted, as ``astype``
+    makes it."""
+    names = np.array(list(known), dtype=object)
+    order = np.argsort(names, kind="stable")
+    remap = np.empty(len(names), dtype=np.int32)
+    remap[order] = np.arange(len(names), dtype=np.int32)
+    codes = remap[np.concatenate(parts)] if parts else np.empty(0, dtype=np.int32)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(names[order].tolist()))
 
-    def __init__(self, chunks):
-        self._chunks, self._buffer = chunks, b""
 
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buffer) < n:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buffer += chunk
-        size = len(self._buffer) if n < 0 else n
-        out, self._buffer = self._buffer[:size], self._buffer[size:]
-        return out
+def _numeric(values: np.ndarray) -> np.ndarray:
+    """Integers when every value is a whole number, as ``pd.to_numeric`` reads them; else floats."""
+    if len(values) and not np.isnan(values).any() and (values == np.round(values)).all():
+        return values.astype(np.int64)
+    return values

@@ -187,16 +187,32 @@ def _collectors_line(summary: dict) -> Text:
     return text
 
 
+def _trace_lines(summary: dict) -> Text | None:
+    """What of the trace could not be read, and each rank's steps when the run has one trace per rank."""
+    lines = [Text.assemble(("Trace ", "bold yellow"), f"left out: {what}")
+             for what in summary.get("trace_skipped") or ()]
+    ranks = summary.get("ranks") or []
+    if ranks:
+        lines.append(Text("Ranks (median step)", style="bold"))
+    for rank in ranks:
+        steps = rank.get("steps") or {}
+        median = steps.get("median_ms")
+        text = f"{median:.2f} ms over {steps.get('count')} steps" if median is not None else "no steps"
+        skipped = "; left out: " + "; ".join(rank["skipped"]) if rank.get("skipped") else ""
+        lines.append(Text(f"  rank {rank['rank']}: {text}{skipped}"))
+    return Text("\n").join(lines) if lines else None
+
+
 def render_summary(summary: dict, snippets: bool = False) -> Group:
     """A Rich renderable of the whole summary (with each technique's code snippet when ``snippets``)."""
     target = summary.get("target") or {}
     header = Text.assemble(("advisor ", "bold"), str(target.get("name", "")),
                            f"  ({summary.get('outcome')})")
     parts = [header, _steps_line(summary)]
-    for block in (_capture_line(summary), _slices_table(summary), _breakdown_table(summary), render_ranks(summary),
-                  _hot_ops_table(summary), _roofline_line(summary), _memory_lines(summary), _utilisation_line(summary),
-                  render_findings(summary),
-                  render_recommendations(summary, snippets), _collectors_line(summary)):
+    for block in (_trace_lines(summary), _capture_line(summary), _slices_table(summary), _breakdown_table(summary),
+                  render_ranks(summary), _hot_ops_table(summary), _roofline_line(summary), _memory_lines(summary),
+                  _utilisation_line(summary), render_findings(summary), render_recommendations(summary, snippets),
+                  _collectors_line(summary)):
         if block is not None:
             parts.append(block)
     parts.append(Text.assemble(("Run directory ", "bold"), str(summary.get("run_dir"))))

@@ -37,6 +37,15 @@ class MainScreen(Screen):
 
     def on_mount(self) -> None:
         self.watch(self.app, "summary", self._show)
+        self.watch(self.app, "analysing", self._analysing)
+
+    def _analysing(self, run_dir: Path | None) -> None:
+        """While a run is analysed in the background: a loading indicator over the panes, and the banner
+        says which run."""
+        self.query_one(TabbedContent).loading = run_dir is not None
+        if run_dir is not None:
+            self.query_one("#banner", Static).update(
+                Text.assemble(("advisor ", "bold"), Path(run_dir).name, ("  analysing the trace…", "yellow")))
 
     def _show(self, summary: dict | None) -> None:
         self.query_one("#banner", Static).update(_banner(summary, self.app.problem))

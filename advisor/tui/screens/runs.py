@@ -8,16 +8,18 @@ from pathlib import Path
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static, TabPane
+from textual.worker import get_current_worker
 
 from advisor.errors import RunDirError
 from advisor.format import gain, ms
 from advisor.pipeline import compare_runs, summary_of
-from advisor.store import FINE_OUTCOMES, RunEntry, list_runs
+from advisor.store import FINE_OUTCOMES, RunEntry, list_runs, read_summary
 
 
 class RunsPane(TabPane):
@@ -79,11 +81,25 @@ class RunsPane(TabPane):
             self.notify("open a run and select another one to compare them", severity="warning")
             return
         try:
-            other = summary_of(run.path)
+            other = read_summary(run.path)
         except RunDirError as exc:
             view.update(Text(str(exc), style="yellow"))
             return
-        view.update(render_comparison(compare_runs(self.summary, other)))
+        if other is not None:
+            view.update(render_comparison(compare_runs(self.summary, other)))
+            return
+        view.update(Text(f"analysing {run.path.name}…", style="yellow"))
+        self._compare(self.summary, run.path)
+
+    @work(thread=True, exclusive=True, group="compare")
+    def _compare(self, summary: dict, other_run: Path) -> None:
+        """Compare off the UI thread: the other run may need its analysis first."""
+        try:
+            shown = render_comparison(compare_runs(summary, summary_of(other_run)))
+        except RunDirError as exc:
+            shown = Text(str(exc), style="yellow")
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self.query_one("#comparison", Static).update, shown)
 
 
 def _outcome(run: RunEntry) -> Text:
