@@ -141,6 +141,11 @@ class Technique:
         """The expected effect, before anything runs; called only when it applies."""
         raise NotImplementedError
 
+    def snippet_for(self, context: Context) -> str:
+        """How to make the change in this run's script, in its own names where the context shows them
+        (``snippet`` unless overridden); called when the technique applies."""
+        return self.snippet
+
     def apply(self, workload: Workload) -> Workload:
         """Change ``workload`` (a private copy) and return it.
 

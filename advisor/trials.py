@@ -183,6 +183,8 @@ def trial(technique: Technique, context: Context, workload: Workload | None, mea
             return record
         estimate = _checked(technique.estimate(context), Estimate, "estimate")
         record["estimate"] = dataclasses.asdict(estimate)
+        if hasattr(technique, "snippet_for"):
+            record["snippet"] = _checked(technique.snippet_for(context), str, "snippet_for")
     except Exception as exc:  # a broken plugin is reported, the others go on
         record["status"] = f"broken: {type(exc).__name__}: {exc}"
         return record
