@@ -81,10 +81,22 @@ def compile_clean(tmp_path_factory):
     return _profile(tmp_path_factory, "mistakes_train.py", "--compile", "clean")
 
 
+@pytest.fixture(scope="module")
+def memory_mistakes(tmp_path_factory):
+    return _profile(tmp_path_factory, "loss_sum_train.py", "--adam", "--width", "512")
+
+
+@pytest.fixture(scope="module")
+def memory_clean(tmp_path_factory):
+    return _profile(tmp_path_factory, "loss_sum_train.py", "--item")
+
+
 # (rule id, fixture making the mistake, fixture without it, words the evidence must hold)
 CPU_RULES = [
     ("conv_bias_before_batchnorm", "train_mistakes", "train_clean", ["16 channels", "mistakes_train.py:"]),
-    ("zero_grad_set_to_none_false", "train_mistakes", "train_clean", ["aten::zero_", "per step"]),
+    ("zero_grad_set_to_none_false", "train_mistakes", "train_clean", ["aten::zero_", "per step", "iB) between steps"]),
+    ("autograd_history_kept", "memory_mistakes", "memory_clean", ["per step", "a scalar made by AddBackward0"]),
+    ("optimizer_state_large", "memory_mistakes", "memory_clean", ["of state for 1.0 MiB of parameters", "KiB of activations"]),
     ("threads_oversubscribed", "train_mistakes", "train_clean",
      [f"torch.get_num_threads() = {OVER}", f"{CORES} cores allowed", f"take turns on {CORES} cores"]),
     ("dataloader_too_many_workers", "train_mistakes", "train_clean", [f"num_workers={OVER}", f"allowed {CORES} cores"]),

@@ -67,3 +67,4 @@ def test_the_example_gets_memory_saved_and_time_added_measured(tmp_path):
     assert measured["memory_bytes"] == measured["peak_bytes"] - measured["baseline_peak_bytes"]
     assert measured["variant_ms"] > 0 and measured["quality"]["grad_rel_error"] < 1e-6
     assert "for block in self.blocks:" in record["snippet"]
+    assert "optimizer_state_large" not in {f["id"] for f in summary["findings"]}, "Adam's state is small beside them"
