@@ -243,3 +243,21 @@ def test_advisor_itself_makes_a_compiled_model_recompile_nothing(compile_clean):
     a recompilation in the first recorded step, a slow step and a trace 40 times larger)."""
     facts = json.loads((Path(compile_clean["run_dir"]) / "facts.json").read_text())
     assert facts["compile"]["end"]["graphs"] == 1, "one graph compiled in the whole run, none again in the window"
+
+
+def test_memory_near_limit_on_a_real_run_with_the_machines_memory_faked_smaller(memory_clean):
+    """This shared machine cannot be filled: the run's own peak RSS is kept, the machine's memory is faked to 95 %
+    above it."""
+    import pandas as pd
+
+    from advisor.finding import RunFacts
+    from advisor.findings.memory import memory_near_limit
+
+    def facts(memory):
+        return RunFacts({**memory_clean, "memory": memory}, pd.DataFrame(), pd.DataFrame(), {}, {}, {}, {})
+
+    memory = {**memory_clean["memory"], "min_available_bytes": None}
+    assert memory_near_limit(facts(memory)) is None
+    found = memory_near_limit(facts({**memory, "system_memory_bytes": int(memory["peak_rss_bytes"] / 0.95)}))
+    assert found.id == "memory_near_limit" and found.severity == pytest.approx(0.95, abs=0.01)
+    assert "a step allocates" in found.evidence and "at its peak" in found.evidence
