@@ -97,3 +97,47 @@ def call_peaks(baseline: Callable[[], object], variant: Callable[[], object]) ->
     """The memory fields of a technique's own benchmark: one untimed call of each, in this process only."""
     return peak_fields(allocation_peak(baseline), allocation_peak(variant),
                        source(False) + " in this process (worker processes not counted)")
+
+
+#: share of the free memory a larger batch may use (allocator fragmentation, other processes)
+MARGIN = 0.9
+
+
+def headroom() -> tuple[int, str]:
+    """Bytes this process could still allocate, and where that comes from: the free memory of the current CUDA
+    device, else the system's available memory (psutil)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        free, total = torch.cuda.mem_get_info()
+        return int(free), f"free on the GPU ({total / 2**30:.1f} GiB in all)"
+    import psutil
+
+    return int(psutil.virtual_memory().available), "available system memory"
+
+
+def _batch_cut(workload: Workload, batch: int, keep: int) -> Workload:
+    """A copy whose inputs and output gradients with ``batch`` rows keep their first ``keep``."""
+    def cut(t):
+        if t.dim() == 0 or t.shape[0] != batch:
+            return t
+        return t.detach()[:keep].clone().requires_grad_(t.requires_grad)
+    smaller = workload.clone()
+    smaller.map_inputs(cut)
+    smaller.map_output_grads(cut)
+    return smaller
+
+
+def batch_that_fits(workload: Workload) -> dict:
+    """The step's measured memory per sample (its peak at the captured batch against half of it), the headroom,
+    and the largest batch that fits in ``MARGIN`` of it; ``why`` instead where it cannot be measured."""
+    inputs = tensor_leaves((workload.args, workload.kwargs))
+    batch = inputs[0].shape[0] if inputs and inputs[0].dim() else 0
+    if batch < 2:
+        return {"why": "no batch dimension of two samples or more in the first input"}
+    full, half = step_peak(workload.clone()), step_peak(_batch_cut(workload, batch, batch // 2))
+    per_sample = (full - half) / (batch - batch // 2)
+    if per_sample <= 0:
+        return {"why": f"the peak did not grow with the batch ({half} bytes at {batch // 2}, {full} at {batch})"}
+    free, where = headroom()
+    return {"batch_size": batch, "peak_bytes": full, "per_sample_bytes": int(per_sample), "headroom_bytes": free,
+            "headroom_source": where, "margin": MARGIN,
+            "largest_batch": batch + int(free * MARGIN / per_sample)}
