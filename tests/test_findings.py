@@ -94,7 +94,8 @@ def memory_clean(tmp_path_factory):
 # (rule id, fixture making the mistake, fixture without it, words the evidence must hold)
 CPU_RULES = [
     ("conv_bias_before_batchnorm", "train_mistakes", "train_clean", ["16 channels", "mistakes_train.py:"]),
-    ("zero_grad_set_to_none_false", "train_mistakes", "train_clean", ["aten::zero_", "per step", "iB) between steps"]),
+    ("zero_grad_set_to_none_false", "train_mistakes", "train_clean",
+     ["aten::zero_", "per step", "iB) between steps"]),
     ("autograd_history_kept", "memory_mistakes", "memory_clean", ["per step", "a scalar made by AddBackward0"]),
     ("optimizer_state_large", "memory_mistakes", "memory_clean", ["of state for 1.0 MiB of parameters", "KiB of activations"]),
     ("threads_oversubscribed", "train_mistakes", "train_clean",

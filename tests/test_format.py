@@ -30,7 +30,8 @@ def test_human_bytes(n, shown):
     assert human_bytes(n) == shown
 
 
-@pytest.mark.parametrize("measured, shown", [({"peak_bytes": 3 * 2**20, "baseline_peak_bytes": 4 * 2**20}, "3.0 MiB -25%"),
+@pytest.mark.parametrize("measured, shown", [({"peak_bytes": 3 * 2**20, "baseline_peak_bytes": 4 * 2**20},
+                                              "3.0 MiB -25%"),
                                              ({"peak_bytes": 2048, "baseline_peak_bytes": None}, "2.0 KiB"),
                                              ({"peak_bytes": None}, "-"), ({}, "-")])
 def test_peak_memory(measured, shown):
