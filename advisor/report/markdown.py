@@ -154,8 +154,7 @@ def _recommendations(summary: dict, plots: dict[str, Path]) -> list[str]:
         error = (measured.get("quality") or {}).get("output_rel_error")
         rows.append([code(r.get("technique", "?")), gain((r.get("estimate") or {}).get("speedup")),
                      measured_gain(measured), gain(measured.get("projected_speedup")), peak_memory(measured),
-                     relative(error),
-                     plain(outcome(r))])
+                     relative(error), plain(outcome(r))])
     lines = ["## Recommendations", "",
              "Measured: the replayed model step, baseline and variant interleaved (± half the IQR); "
              "step: that gain carried over to the whole step; peak memory: the replayed step's peak and its change "
