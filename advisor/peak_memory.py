@@ -29,8 +29,8 @@ def allocation_peak(run: Callable[[], object], cuda: bool = False) -> int:
     """The most bytes allocated beyond those held when ``run`` starts, at any point while it runs.
 
     On a GPU: the CUDA allocator's peak (``torch.cuda.max_memory_allocated`` after resetting it); on the CPU:
-    the running sum of the profiler's allocation and free events (``profile_memory``), which see every
-    tensor torch allocates in this process, on every thread."""
+    the running sum of the profiler's allocation and free events (``profile_memory``): the tensors torch
+    allocates and frees (those allocated before and freed while it runs count as negative)."""
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
