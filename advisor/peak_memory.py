@@ -126,18 +126,27 @@ def _batch_cut(workload: Workload, batch: int, keep: int) -> Workload:
     return smaller
 
 
+def calls_peak(workload: Workload) -> int:
+    """The most bytes the first captured step's model calls (forward and, training, backward) allocate beyond what
+    they start with: the part of the step that grows with the batch (the optimizer's does not)."""
+    devices = sorted({p.device.index or 0 for p in workload.model.parameters() if p.is_cuda})
+    with torch.random.fork_rng(devices=devices):
+        return allocation_peak(lambda: workload.run_calls(0), cuda=on_cuda(workload))
+
+
 def batch_that_fits(workload: Workload) -> dict:
-    """The step's measured memory per sample (its peak at the captured batch against half of it), the headroom,
-    and the largest batch that fits in ``MARGIN`` of it; ``why`` instead where it cannot be measured."""
+    """The step's measured memory per sample (the peak of its forward and backward at the captured batch against
+    half of it), the headroom, and the largest batch that fits in ``MARGIN`` of it (the step's peak kept apart);
+    ``why`` instead where it cannot be measured."""
     inputs = tensor_leaves((workload.args, workload.kwargs))
     batch = inputs[0].shape[0] if inputs and inputs[0].dim() else 0
     if batch < 2:
         return {"why": "no batch dimension of two samples or more in the first input"}
-    full, half = step_peak(workload.clone()), step_peak(_batch_cut(workload, batch, batch // 2))
+    full, half = calls_peak(workload.clone()), calls_peak(_batch_cut(workload, batch, batch // 2))
     per_sample = (full - half) / (batch - batch // 2)
     if per_sample <= 0:
         return {"why": f"the peak did not grow with the batch ({half} bytes at {batch // 2}, {full} at {batch})"}
     free, where = headroom()
-    return {"batch_size": batch, "peak_bytes": full, "per_sample_bytes": int(per_sample), "headroom_bytes": free,
-            "headroom_source": where, "margin": MARGIN,
+    return {"batch_size": batch, "peak_bytes": step_peak(workload.clone()), "per_sample_bytes": int(per_sample),
+            "headroom_bytes": free, "headroom_source": where, "margin": MARGIN,
             "largest_batch": batch + int(free * MARGIN / per_sample)}

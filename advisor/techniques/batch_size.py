@@ -58,16 +58,17 @@ def _memory(context: Context) -> tuple[float, float, float, str] | None:
 
 
 def _measured_fit(context: Context) -> tuple[int, float, str] | None:
-    """From the replayed step's peak measured at the captured batch and at half of it (``batch_that_fits`` in the
-    context's workload): the largest multiple of the batch that fits, the bytes a batch adds, the reasoning."""
+    """From the replayed forward and backward's peaks measured at the captured batch and at half of it
+    (``batch_that_fits`` in the context's workload): the largest multiple of the batch that fits, the bytes a
+    batch adds, the reasoning."""
     fits = context.workload.get("batch_that_fits") or {}
     if not fits.get("largest_batch"):
         return None
     batch, per_sample = fits["batch_size"], fits["per_sample_bytes"]
     return (fits["largest_batch"] // batch, per_sample * batch,
-            f"measured {_gib(per_sample)} per sample (the replayed step's peak {_gib(fits['peak_bytes'])} at batch "
-            f"{batch}, against half of it), {_gib(fits['headroom_bytes'])} {fits['headroom_source']}: with "
-            f"{fits['margin']:.0%} of it, the largest batch that fits is {fits['largest_batch']}")
+            f"measured {_gib(per_sample)} per sample (forward and backward at batch {batch} against half of it; "
+            f"the step's peak {_gib(fits['peak_bytes'])}), {_gib(fits['headroom_bytes'])} {fits['headroom_source']}: "
+            f"with {fits['margin']:.0%} of it, the largest batch that fits is {fits['largest_batch']}")
 
 
 def _fit(context: Context) -> tuple[int | None, float | None, str]:
