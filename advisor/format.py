@@ -50,6 +50,14 @@ def human_bytes(n: float | None) -> str:
     return f"{n:.1f} TiB"
 
 
+def peak_memory(measured: dict) -> str:
+    """A measured step's peak memory with its change against the baseline: ``1.6 MiB -40%``, ``1.6 MiB`` or ``-``."""
+    peak, baseline = measured.get("peak_bytes"), measured.get("baseline_peak_bytes")
+    if peak is None:
+        return "-"
+    return human_bytes(peak) + (f" {100 * (peak - baseline) / baseline:+.0f}%" if baseline else "")
+
+
 def short_source(source: str | None) -> str:
     """``file.py:12`` without its folders (the JSON and the CSV keep the path)."""
     return source.replace("\\", "/").rsplit("/", 1)[-1] if source else ""

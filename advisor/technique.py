@@ -67,7 +67,10 @@ class Context:
     """What a technique may look at.
 
     :param summary: the run's summary (the same dict as ``advisor profile --json``).
-    :param workload: the captured workload's description (``workload.json``).
+    :param workload: the captured workload's description (``workload.json``: model, inputs, ``batch_size``,
+        optimizer, ``repeated_blocks``, ...) and, when the trials measure, ``batch_that_fits``: the replayed
+        step's ``peak_bytes`` and ``per_sample_bytes``, ``headroom_bytes`` and ``headroom_source``, ``margin`` and
+        ``largest_batch`` (or ``why`` it is not known).
     :param hardware: ``cpu_flags`` (set of str: what the CPU has), ``cpu_capability`` (torch's, e.g.
         "AVX2", "AVX512"), ``onednn_max_cpu_isa`` (``ONEDNN_MAX_CPU_ISA`` or None), ``cpu_bf16``
         ("amx_bf16", "avx512_bf16" or None: the bf16 instructions torch will use, only where the CPU has
@@ -140,6 +143,11 @@ class Technique:
     def estimate(self, context: Context) -> Estimate:
         """The expected effect, before anything runs; called only when it applies."""
         raise NotImplementedError
+
+    def snippet_for(self, context: Context) -> str:
+        """How to make the change in this run's script, in its own names where the context shows them
+        (``snippet`` unless overridden); called when the technique applies."""
+        return self.snippet
 
     def apply(self, workload: Workload) -> Workload:
         """Change ``workload`` (a private copy) and return it.

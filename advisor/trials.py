@@ -16,8 +16,9 @@ from typing import Callable
 
 import torch
 
-from advisor.technique import Benchmark, Context, DoesNotApply, Estimate, Technique, Verdict
+from advisor.peak_memory import call_peaks, step_peaks
 from advisor.quartiles import quartiles
+from advisor.technique import Benchmark, Context, DoesNotApply, Estimate, Technique, Verdict
 from advisor.verdict import judge
 from advisor.workload import Workload, relative_error, tensor_leaves
 
@@ -130,21 +131,6 @@ def _first_batch(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor | None
     return None
 
 
-def _peak_memory_change(baseline: Workload, variant: Workload) -> int | None:
-    """Change of the CUDA allocator's peak over one step (None on the CPU, where no per-step peak is kept)."""
-    if not any(p.is_cuda for p in baseline.model.parameters()):
-        return None
-    peaks = []
-    for workload in (baseline.clone(), variant):
-        step = workload.step_function()
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        step()
-        torch.cuda.synchronize()
-        peaks.append(torch.cuda.max_memory_allocated())
-    return peaks[1] - peaks[0]
-
-
 class _Budget:
     """Raises TrialOverBudget in the main thread after ``seconds`` (SIGALRM)."""
 
@@ -197,6 +183,8 @@ def trial(technique: Technique, context: Context, workload: Workload | None, mea
             return record
         estimate = _checked(technique.estimate(context), Estimate, "estimate")
         record["estimate"] = dataclasses.asdict(estimate)
+        if hasattr(technique, "snippet_for"):
+            record["snippet"] = _checked(technique.snippet_for(context), str, "snippet_for")
     except Exception as exc:  # a broken plugin is reported, the others go on
         record["status"] = f"broken: {type(exc).__name__}: {exc}"
         return record
@@ -246,7 +234,7 @@ def _measure_step(technique: Technique, workload: Workload) -> dict:
         saved_s = (measured["baseline_ms"] * measured["speedup"] - measured["baseline_ms"]) / 1000 \
             / measured["speedup"] if measured["speedup"] > 1 else 0
         measured["break_even_steps"] = round(measured["setup_s"] / saved_s, 1) if saved_s > 0 else None
-    measured["memory_bytes"] = _peak_memory_change(workload, variant)
+    measured.update(step_peaks(baseline, variant))
     measured["quality"] = checked
     measured["notes"] = dict(fresh.notes)
     return measured
@@ -287,10 +275,11 @@ def _measure_benchmark(benchmark: Benchmark) -> dict:
     """A technique's own pair of callables timed interleaved; ``close`` runs however it ends."""
     try:
         measured = measure(benchmark.baseline, benchmark.variant).to_json()
+        measured.update(call_peaks(benchmark.baseline, benchmark.variant))
     finally:
         if benchmark.close is not None:
             benchmark.close()
-    measured.update(memory_bytes=None, quality=dict(benchmark.quality), notes=dict(benchmark.notes),
+    measured.update(quality=dict(benchmark.quality), notes=dict(benchmark.notes),
                     phases=list(benchmark.phases))
     return measured
 

@@ -286,6 +286,27 @@ class Workload:
         return sum(p.numel() for p in params if p.grad is not None) / total if total else 0.0
 
 
+def repeated_blocks(model: torch.nn.Module) -> list[dict]:
+    """The model's repeated blocks: per ``nn.ModuleList`` or ``nn.Sequential`` holding two or more modules of one
+    class that have children of their own, its ``container`` name, the blocks' ``type``, their ``names`` within
+    the model and their ``parameters``; the group with the most parameters first."""
+    groups = []
+    for container_name, container in model.named_modules():
+        if not isinstance(container, (torch.nn.ModuleList, torch.nn.Sequential)):
+            continue
+        by_type: dict[type, list[tuple[str, torch.nn.Module]]] = {}
+        for name, child in container.named_children():
+            if any(True for _ in child.children()):
+                by_type.setdefault(type(child), []).append((name, child))
+        for cls, blocks in by_type.items():
+            if len(blocks) >= 2:
+                prefix = f"{container_name}." if container_name else ""
+                groups.append({"container": container_name, "type": cls.__qualname__,
+                               "names": [prefix + name for name, _ in blocks],
+                               "parameters": sum(p.numel() for _, b in blocks for p in b.parameters())})
+    return sorted(groups, key=lambda g: -g["parameters"])
+
+
 def describe(workload: Workload) -> dict:
     """What was captured, as plain JSON data."""
     inputs = []
@@ -309,4 +330,6 @@ def describe(workload: Workload) -> dict:
         if workload.training else None,
         "between_backward_and_step": describe_between(workload.between),
         "optimizer": workload.optimizer.to_json() if workload.optimizer else None,
+        "repeated_blocks": [{k: v for k, v in g.items() if k != "names"} | {"count": len(g["names"])}
+                            for g in repeated_blocks(workload.model)],
     }

@@ -81,10 +81,24 @@ def compile_clean(tmp_path_factory):
     return _profile(tmp_path_factory, "mistakes_train.py", "--compile", "clean")
 
 
+@pytest.fixture(scope="module")
+def memory_mistakes(tmp_path_factory):
+    return _profile(tmp_path_factory, "loss_sum_train.py", "--adam", "--width", "512")
+
+
+@pytest.fixture(scope="module")
+def memory_clean(tmp_path_factory):
+    return _profile(tmp_path_factory, "loss_sum_train.py", "--item")
+
+
 # (rule id, fixture making the mistake, fixture without it, words the evidence must hold)
 CPU_RULES = [
     ("conv_bias_before_batchnorm", "train_mistakes", "train_clean", ["16 channels", "mistakes_train.py:"]),
-    ("zero_grad_set_to_none_false", "train_mistakes", "train_clean", ["aten::zero_", "per step"]),
+    ("zero_grad_set_to_none_false", "train_mistakes", "train_clean",
+     ["aten::zero_", "per step", "iB) between steps"]),
+    ("autograd_history_kept", "memory_mistakes", "memory_clean", ["per step", "a scalar made by AddBackward0"]),
+    ("optimizer_state_large", "memory_mistakes", "memory_clean",
+     ["of state for 1.0 MiB of parameters", "KiB of activations"]),
     ("threads_oversubscribed", "train_mistakes", "train_clean",
      [f"torch.get_num_threads() = {OVER}", f"{CORES} cores allowed", f"take turns on {CORES} cores"]),
     ("dataloader_too_many_workers", "train_mistakes", "train_clean", [f"num_workers={OVER}", f"allowed {CORES} cores"]),
@@ -231,3 +245,21 @@ def test_advisor_itself_makes_a_compiled_model_recompile_nothing(compile_clean):
     a recompilation in the first recorded step, a slow step and a trace 40 times larger)."""
     facts = json.loads((Path(compile_clean["run_dir"]) / "facts.json").read_text())
     assert facts["compile"]["end"]["graphs"] == 1, "one graph compiled in the whole run, none again in the window"
+
+
+def test_memory_near_limit_on_a_real_run_with_the_machines_memory_faked_smaller(memory_clean):
+    """This shared machine cannot be filled: the run's own peak RSS is kept, the machine's memory is faked to 95 %
+    above it."""
+    import pandas as pd
+
+    from advisor.finding import RunFacts
+    from advisor.findings.memory import memory_near_limit
+
+    def facts(memory):
+        return RunFacts({**memory_clean, "memory": memory}, pd.DataFrame(), pd.DataFrame(), {}, {}, {}, {})
+
+    memory = {**memory_clean["memory"], "min_available_bytes": None}
+    assert memory_near_limit(facts(memory)) is None
+    found = memory_near_limit(facts({**memory, "system_memory_bytes": int(memory["peak_rss_bytes"] / 0.95)}))
+    assert found.id == "memory_near_limit" and found.severity == pytest.approx(0.95, abs=0.01)
+    assert "a step allocates" in found.evidence and "at its peak" in found.evidence

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from advisor.format import gain, human_bytes, measured_gain, ms, pct, relative, short_source, spread
+from advisor.format import gain, human_bytes, measured_gain, ms, pct, peak_memory, relative, short_source, spread
 
 
 def test_numbers():
@@ -28,6 +28,14 @@ def test_measured_gain(measured, shown):
                                       (5 * 2**30, "5.0 GiB"), (3 * 2**50, "3072.0 TiB")])
 def test_human_bytes(n, shown):
     assert human_bytes(n) == shown
+
+
+@pytest.mark.parametrize("measured, shown", [({"peak_bytes": 3 * 2**20, "baseline_peak_bytes": 4 * 2**20},
+                                              "3.0 MiB -25%"),
+                                             ({"peak_bytes": 2048, "baseline_peak_bytes": None}, "2.0 KiB"),
+                                             ({"peak_bytes": None}, "-"), ({}, "-")])
+def test_peak_memory(measured, shown):
+    assert peak_memory(measured) == shown
 
 
 def test_the_report_and_the_tui_do_without_the_terminal_views():

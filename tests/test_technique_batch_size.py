@@ -1,11 +1,14 @@
 """The batch_size_x2 / batch_size_x4 techniques: on real workloads built from small models, and once through
 the real command line."""
 
+import json
+
+import pytest
 import torch
 from torch import nn
 
-from advisor.technique import OptimizerSpec, Workload
-from advisor.technique import Context
+from advisor.peak_memory import batch_that_fits
+from advisor.technique import Context, OptimizerSpec, Workload
 from advisor.techniques import batch_size
 from advisor.trials import quality
 from conftest import SCRIPTS, profile_json
@@ -105,13 +108,13 @@ def test_refuses_when_the_larger_batch_would_not_fit_in_memory():
     memory = {"peak_rss_bytes": 10 * GiB, "system_memory_bytes": 16 * GiB, "min_available_bytes": 5 * GiB}
     context = _context(memory=memory)
     verdict = batch_size.BatchSize(2).applies_to(context)
-    assert not verdict.applies and "out of memory" in verdict.reason
+    assert not verdict.applies and "would not fit" in verdict.reason
 
     gpu = {"gpus": [{"gpu": 0, "peak_used_bytes": 30 * GiB, "total_bytes": 80 * GiB, "share": 0.375}]}
     gpu_context = _context(memory=gpu, device="cuda")
     assert batch_size.BatchSize(2).applies_to(gpu_context).applies  # 60 GiB fit in 80
     verdict = batch_size.BatchSize(4).applies_to(gpu_context)     # 120 GiB do not
-    assert not verdict.applies and "out of memory" in verdict.reason and "GPU 0" in verdict.reason
+    assert not verdict.applies and "would not fit" in verdict.reason and "GPU 0" in verdict.reason
 
 
 def test_refuses_without_a_batch_dimension():
@@ -145,3 +148,27 @@ def test_measured_through_the_command_line(tmp_path):
     assert measured["speedup"] > 0 and measured["spread"] is not None
     assert measured["quality"]["grad_rel_error"] < 1e-4
     assert record["estimate"]["speedup"] >= 1.0
+    assert "per sample" in record["reason"] and "the largest batch that fits is" in record["reason"], record["reason"]
+    fits = json.loads((tmp_path / "run" / "trials.json").read_text())["batch_that_fits"]
+    assert fits["batch_size"] == 8 and fits["largest_batch"] > 16 and fits["margin"] == 0.9
+    # the measured bytes per sample against the measured growth of the doubled batch's peak
+    assert measured["memory_bytes"] == pytest.approx(8 * fits["per_sample_bytes"], rel=0.25)
+
+
+def test_the_batch_that_fits_is_measured_and_a_batch_beyond_it_refused():
+    """Measured on a real step; the headroom is then set smaller than this machine's (it cannot be filled)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 512), nn.GELU(), nn.Linear(512, 2))
+    workload = Workload.of_call(model, (torch.randn(16, 64),), training=True, output_grads=[torch.ones(16, 2)])
+    fits = batch_that_fits(workload)
+    activations = 2 * 512 * 4  # the hidden layer's output and its GELU, float32, per sample
+    assert activations / 2 <= fits["per_sample_bytes"] <= 3 * activations, fits
+    assert fits["largest_batch"] == 16 + int(fits["headroom_bytes"] * 0.9 / fits["per_sample_bytes"])
+    tight = {**fits, "headroom_bytes": 20 * fits["per_sample_bytes"], "largest_batch": 16 + 18}
+    context = _context(batch=16)
+    context.workload["batch_that_fits"] = tight
+    assert batch_size.BatchSize(2).applies_to(context).applies
+    refused = batch_size.BatchSize(4).applies_to(context)
+    assert not refused.applies and "64 would not fit" in refused.reason and "largest batch that fits is 34" \
+        in refused.reason, refused.reason
+    assert batch_size.BatchSize(2).estimate(context).memory_bytes == 16 * fits["per_sample_bytes"]

@@ -101,6 +101,7 @@ def _measured_on_the_cnn(r):
     m = r["measured"]
     assert m["speedup"] > 0 and m["pairs"] == 10 and m["spread"] >= 0
     assert m["quality"]["output_rel_error"] is not None and m["quality"]["grad_rel_error"] is not None
+    assert m["peak_bytes"] > 0 and m["baseline_peak_bytes"] > 0, "the step's peak memory, measured on the CPU too"
 
 
 def test_cnn_gets_measured_channels_last(cnn_recommendations):

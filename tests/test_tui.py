@@ -198,7 +198,8 @@ def test_measure_from_the_ui(store):
     async def scenario(pilot):
         await pilot.press("4")
         table = app.screen.query_one("#techniques", DataTable)
-        assert column(table, 0) == ["channels_last"] and column(table, 5) == ["not measured"]
+        assert column(table, 0) == ["channels_last"] and column(table, 6) == ["not measured"]
+        assert column(table, 4) == ["-"], "no peak memory before a measurement"
         await pilot.press("m")
         await pilot.pause(0.5)
         assert app.screen.query_one("#measure-status").display
@@ -208,13 +209,14 @@ def test_measure_from_the_ui(store):
         await pilot.pause()
         await pilot.press("4")
         verdict = json.loads((fresh / "trials.json").read_text())["techniques"][0]["verdict"]
-        assert column(table, 5) == [verdict], "a measurement shows its verdict (gain, no gain, ...)"
-        assert "x" in column(table, 2)[0]
+        assert column(table, 6) == [verdict], "a measurement shows its verdict (gain, no gain, ...)"
+        assert "x" in column(table, 2)[0] and "iB" in column(table, 4)[0], "its gain and its peak memory"
         assert not app.screen.query_one("#measure-status").display
 
     drive(app, scenario)
     record = json.loads((fresh / "trials.json").read_text())["techniques"][0]
     assert record["status"] == "measured" and record["measured"]["speedup"] > 0 and record["measured_at"]
+    assert record["measured"]["peak_bytes"] > 0 and record["measured"]["baseline_peak_bytes"] > 0
     summary = json.loads((fresh / "summary.json").read_text())
     assert summary["recommendations"][0]["measured"] == record["measured"]
 

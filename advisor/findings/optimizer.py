@@ -4,6 +4,7 @@ gradients zeroed in place instead of set to None."""
 from __future__ import annotations
 
 from advisor.finding import ZERO_GRAD_EVENT, Finding, RunFacts
+from advisor.format import human_bytes
 from advisor.hookspecs import hookimpl
 
 #: optimizer share of the step above which its for-loop implementation is worth a finding
@@ -45,13 +46,18 @@ def zero_grad_in_place(run: RunFacts) -> Finding | None:
     zeroing = zeroing[run.inside(zeroing, ZERO_GRAD_EVENT)]
     if zeroing.empty:
         return None
+    grads = sum(o.get("parameter_bytes") or 0 for o in run.facts.get("optimizers") or [])
+    # memory at stake: the gradients against them plus what a step allocates at its peak
+    peaks = ((run.summary.get("memory") or {}).get("profiler_peak_bytes") or {}).values()
+    held = grads / (grads + max(peaks)) if grads and peaks else 0.0
+    kept = f"keeps their memory ({human_bytes(grads)}) between steps" if grads else "keeps their memory between steps"
     return Finding(
         id="zero_grad_set_to_none_false", title="Gradients are zeroed in place instead of freed",
         evidence=(f"optimizer.zero_grad() ran {len(zeroing) / run.steps:.0f} "
                   f"{'/'.join(sorted(set(zeroing['name'].astype(str))))} calls per step"
                   f"{' at ' + run.source(zeroing) if run.source(zeroing) else ''}: set_to_none=False writes zeros "
-                  "into every gradient, keeps their memory between steps, and backward then adds into them."),
-        severity=run.time_share(zeroing["dur"].sum()),
+                  f"into every gradient, {kept}, and backward then adds into them."),
+        severity=max(run.time_share(zeroing["dur"].sum()), held),
         fix="optimizer.zero_grad(set_to_none=True)   # the default since torch 2.0")
 
 

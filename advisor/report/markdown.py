@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advisor.format import (gain, human_bytes, limit_reason, measured_gain, ms, pct, peaks_note, relative,
-                            roofline_line, spread)
+from advisor.format import (gain, human_bytes, limit_reason, measured_gain, ms, pct, peak_memory, peaks_note,
+                            relative, roofline_line, spread)
 from advisor.report.escape import cell, code, fence, plain
 from advisor.verdict import outcome
 from advisor.views.ranks import RANK_COLUMNS, rank_notes, rank_row, ranks_headline
@@ -153,12 +153,14 @@ def _recommendations(summary: dict, plots: dict[str, Path]) -> list[str]:
         measured = r.get("measured") or {}
         error = (measured.get("quality") or {}).get("output_rel_error")
         rows.append([code(r.get("technique", "?")), gain((r.get("estimate") or {}).get("speedup")),
-                     measured_gain(measured), gain(measured.get("projected_speedup")), relative(error),
-                     plain(outcome(r))])
+                     measured_gain(measured), gain(measured.get("projected_speedup")), peak_memory(measured),
+                     relative(error), plain(outcome(r))])
     lines = ["## Recommendations", "",
              "Measured: the replayed model step, baseline and variant interleaved (± half the IQR); "
-             "step: that gain carried over to the whole step; output change: relative.", "",
-             table(["technique", "estimated", "measured", "step", "output change", "status"], rows, right={1, 2, 3}),
+             "step: that gain carried over to the whole step; peak memory: the replayed step's peak and its change "
+             "against the baseline; output change: relative.", "",
+             table(["technique", "estimated", "measured", "step", "peak memory", "output change", "status"], rows,
+                   right={1, 2, 3, 4}),
              "", *_image(plots, "gains", "estimated and measured gain per technique")]
     for r in records:
         if r.get("applies") and r.get("snippet") and not r.get("pair"):

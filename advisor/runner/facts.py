@@ -8,9 +8,12 @@ Recorded cheaply (counters and settings, never per-call lists) while the profile
   not inference mode, a parameter requiring grad) and from which line, and ``DataParallel`` wrappers;
 - ``modes``: debug modes (anomaly detection, deterministic algorithms, ``CUDA_LAUNCH_BLOCKING``) and
   backend settings (matmul precision, TF32, ``cudnn.benchmark``), read at each recorded step's end;
-- ``optimizers``: each stepping optimizer's class, ``foreach``/``fused`` settings and parameter devices;
+- ``optimizers``: each stepping optimizer's class, ``foreach``/``fused`` settings, parameter devices, and
+  the bytes of its parameters and of its state at the window's end;
 - ``distributed``: the backend, DistributedDataParallel's forward passes that synchronised gradients,
   and DDP's own counters (see :mod:`advisor.runner.ranks`);
+- ``autograd_history``: the autograd graph held by tensors alive between steps, as the window starts and
+  as it ends (see :mod:`advisor.runner.held_graph`);
 - ``compile``: torch._dynamo's graph breaks and compiled graphs after the first recorded step and at
   the window's end (read only when ``torch._dynamo`` is imported already).
 
@@ -24,10 +27,12 @@ import functools
 import inspect
 import os
 import sys
+import weakref
 
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from advisor.runner.held_graph import held_autograd_graph
 from advisor.runner.ranks import DdpWatch
 from advisor.runner.steps import user_call_site
 
@@ -66,6 +71,9 @@ class FactRecorder:
         self.modes_on: dict[str, int] = {}
         self.backends: dict = {}
         self.optimizers: dict[int, dict] = {}
+        self._optimizer_refs: dict[int, weakref.ref] = {}
+        self.graph_start: dict | None = None
+        self.graph_end: dict | None = None
         self.compile_start: dict | None = None
         self.compile_end: dict | None = None
         self.ddp = DdpWatch()
@@ -98,8 +106,13 @@ class FactRecorder:
                 # from the end of the first recorded step: advisor's call-site labels switch on as the
                 # window starts, and torch.compile recompiles once for them
                 self.compile_start = _dynamo_counters()
+        if recording and not was_recording:
+            self.graph_start = held_autograd_graph()
         if was_recording and not recording:
             self.compile_end = _dynamo_counters()
+            self.graph_end = held_autograd_graph()
+            for key, ref in self._optimizer_refs.items():
+                self.optimizers[key].update(_optimizer_bytes(ref()))
         self.recording = recording
 
     @_observation
@@ -131,6 +144,7 @@ class FactRecorder:
                 "accepts_foreach": "foreach" in accepted, "accepts_fused": "fused" in accepted,
                 "parameters": len(params), "devices": sorted({p.device.type for p in params}),
                 "steps": 0, "site": user_call_site(2)}
+            self._optimizer_refs[id(optimizer)] = weakref.ref(optimizer)
         seen["steps"] += 1
 
     # -- result -------------------------------------------------------------------------------
@@ -143,11 +157,25 @@ class FactRecorder:
             "modes_on_steps": self.modes_on,
             "backends": self.backends,
             "optimizers": list(self.optimizers.values()),
+            "autograd_history": {"start": self.graph_start, "end": self.graph_end,
+                                 "steps_between": self.recorded_boundaries},
             "compile": {"start": self.compile_start, "end": self.compile_end,
                         "steps_between": max(self.recorded_boundaries - 1, 0)},
             "distributed": self.ddp.record(),
             "failure": self.failure,
         }
+
+
+def _optimizer_bytes(optimizer) -> dict:
+    """The bytes of an optimizer's parameters and of its state (moments, step counts), each tensor once."""
+    if optimizer is None:
+        return {}
+
+    def nbytes(tensors) -> int:
+        return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    state = [v for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor)]
+    return {"parameter_bytes": nbytes(params), "state_bytes": nbytes(state)}
 
 
 def _threads() -> dict:

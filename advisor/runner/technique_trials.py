@@ -33,6 +33,8 @@ def run_trials(run_dir: Path, runner_record: dict, workload, not_reproduced: str
 
     summary = analyse_recording(run_dir, runner_record)
     workload_info = read_json(run_dir / WORKLOAD_FILE, "workload")
+    if settings.measure and workload is not None and not_reproduced is None:
+        workload_info = {**workload_info, "batch_that_fits": _batch_that_fits(workload)}
     machine = {**hardware(workload), "peaks": (summary.get("hardware") or {}).get("peaks")}
     context = Context(summary=summary, workload=workload_info, hardware=machine)
     pm = plugin_manager(settings.blocked)
@@ -60,4 +62,15 @@ def run_trials(run_dir: Path, runner_record: dict, workload, not_reproduced: str
     share = replayed_share(summary, training)
     flag_suspects(records, summary, share, {t.name for t in techniques if getattr(t, "changes_flops", False)})
     atomic_write_json(run_dir / TRIALS_FILE, {"measured": measure, "replayed_share": share,
+                                              "batch_that_fits": workload_info.get("batch_that_fits"),
                                               "techniques": rank(records)})
+
+
+def _batch_that_fits(workload) -> dict:
+    """The largest batch that fits (see :func:`advisor.peak_memory.batch_that_fits`), or why it is not known."""
+    from advisor.peak_memory import batch_that_fits
+
+    try:
+        return batch_that_fits(workload)
+    except Exception as exc:  # advisor's measurement; the trials go on without it
+        return {"why": f"{type(exc).__name__}: {exc}"}

@@ -57,9 +57,27 @@ def _memory(context: Context) -> tuple[float, float, float, str] | None:
     return None
 
 
+def _measured_fit(context: Context) -> tuple[int, float, str] | None:
+    """From the replayed forward and backward's peaks measured at the captured batch and at half of it
+    (``batch_that_fits`` in the context's workload): the largest multiple of the batch that fits, the bytes a
+    batch adds, the reasoning."""
+    fits = context.workload.get("batch_that_fits") or {}
+    if not fits.get("largest_batch"):
+        return None
+    batch, per_sample = fits["batch_size"], fits["per_sample_bytes"]
+    return (fits["largest_batch"] // batch, per_sample * batch,
+            f"measured {_gib(per_sample)} per sample (forward and backward at batch {batch} against half of it; "
+            f"the step's peak {_gib(fits['peak_bytes'])}), {_gib(fits['headroom_bytes'])} {fits['headroom_source']}: "
+            f"with {fits['margin']:.0%} of it, the largest batch that fits is {fits['largest_batch']}")
+
+
 def _fit(context: Context) -> tuple[int | None, float | None, str]:
     """The largest multiple of the batch that fits (None when unknown), the memory that grows with the
-    batch (None when unknown), and the reasoning."""
+    batch (None when unknown), and the reasoning: measured where the trials measured it, else from the run's
+    peak, assuming all but the parameters grows linearly with the batch."""
+    measured = _measured_fit(context)
+    if measured is not None:
+        return measured
     found = _memory(context)
     if found is None:
         return None, None, "peak memory not measured: whether a larger batch fits is not checked"
@@ -116,8 +134,7 @@ class BatchSize(Technique):
             return Verdict(False, "no captured workload with a batch dimension (first dimension of the first input)")
         largest, _, why = _fit(context)
         if largest is not None and largest < self.factor:
-            return Verdict(False, f"captured batch {batch}: {self.factor * batch} is expected to run out of "
-                                  f"memory ({why})")
+            return Verdict(False, f"captured batch {batch}: {self.factor * batch} would not fit ({why})")
         return Verdict(True, f"captured batch {batch} -> {self.factor * batch}; {why}")
 
     def estimate(self, context: Context) -> Estimate:
@@ -139,8 +156,9 @@ class BatchSize(Technique):
                    f"{bound:.0%} of the step in ops averaging under "
                    f"{OVERHEAD_BOUND_US:g} us per call (overhead-bound); counting ~{FIXED_COST_US:g} us of each such "
                    f"call as fixed cost, and the {max(1 - listed, 0):.0%} of the step outside the listed ops as alike, "
-                   f"{fixed:.0%} of the step is shared by {k}x the samples and the rest grows linearly; memory: all "
-                   f"but the parameters assumed to grow linearly with the batch"),
+                   f"{fixed:.0%} of the step is shared by {k}x the samples and the rest grows linearly; memory: "
+                   + ("the measured bytes per sample" if _measured_fit(context) else
+                      "all but the parameters assumed to grow linearly with the batch")),
             risk=risk)
 
     def apply(self, workload):

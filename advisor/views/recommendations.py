@@ -8,7 +8,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from advisor.format import gain, measured_gain, relative
+from advisor.format import gain, measured_gain, peak_memory, relative
 from advisor.verdict import is_gain, outcome
 
 _NOTE_LENGTH = 44  # the full reasons are in --json and trials.json
@@ -40,12 +40,14 @@ def render_recommendations(summary: dict, snippets: bool = False) -> Group | Non
     if not records:
         return None
     table = Table(title="Techniques", caption="measured: the replayed model step, baseline/variant interleaved "
-                  "(± half the IQR); step: that gain over the whole step; out/grad: relative change",
+                  "(± half the IQR); step: that gain over the whole step; peak: the step's peak memory and its "
+                  "change; out/grad: relative change",
                   title_justify="left", caption_justify="left", box=None, pad_edge=False, padding=(0, 1, 0, 0))
     table.add_column("technique", overflow="fold", min_width=14)
     table.add_column("est.", justify="right", no_wrap=True, min_width=5)
     table.add_column("measured", justify="right", no_wrap=True, min_width=11)
     table.add_column("step", justify="right", no_wrap=True, min_width=5)
+    table.add_column("peak", justify="right", no_wrap=True, min_width=5)
     table.add_column("out/grad", no_wrap=True, min_width=7)
     table.add_column("why / status", overflow="fold")
     for r in records:
@@ -59,7 +61,7 @@ def render_recommendations(summary: dict, snippets: bool = False) -> Group | Non
             note = note[:_NOTE_LENGTH - 1] + "…"
         table.add_row(escape(r.get("technique", "?")), gain((r.get("estimate") or {}).get("speedup")),
                       Text(measured_gain(measured), style=style), gain(measured.get("projected_speedup")),
-                      _quality(measured.get("quality")), escape(note))
+                      peak_memory(measured), _quality(measured.get("quality")), escape(note))
     parts = [table]
     note = bottleneck_note(summary)
     if note:

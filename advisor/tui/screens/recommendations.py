@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Label, ProgressBar, Static, TabPane
 
 from advisor.errors import AdvisorError
-from advisor.format import gain, measured_gain, relative
+from advisor.format import gain, human_bytes, measured_gain, peak_memory, relative
 from advisor.remeasure import Progress
 from advisor.verdict import is_gain, outcome
 
@@ -42,8 +42,8 @@ class RecommendationsPane(TabPane):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for title, width in (("technique", 22), ("est.", 5), ("measured", 11), ("step", 5), ("out err", 7),
-                             ("status", 30)):
+        for title, width in (("technique", 22), ("est.", 5), ("measured", 11), ("step", 5), ("peak", 13),
+                             ("out err", 7), ("status", 30)):
             table.add_column(title, width=width)
         self.query_one("#measure-status").display = False
 
@@ -62,7 +62,7 @@ class RecommendationsPane(TabPane):
                           Text(gain((r.get("estimate") or {}).get("speedup")), justify="right"),
                           Text(measured_gain(measured), justify="right", style=style),
                           Text(gain(measured.get("projected_speedup")), justify="right"),
-                          relative(error), Text(outcome(r)))
+                          Text(peak_memory(measured), justify="right"), relative(error), Text(outcome(r)))
         details = self.query_one("#technique-details", Static)
         if not self.records:
             details.update(Text(problem or "No technique was asked: the run ended before its trials.", style="yellow"))
@@ -140,6 +140,10 @@ def _details(r: dict) -> Group:
                     f"{measured.get('variant_ms', 0):.2f} ms; "
                     f"outputs change {relative(quality.get('output_rel_error'))}, "
                     f"gradients {relative(quality.get('grad_rel_error'))}\n")
+        if measured.get("peak_bytes") is not None:
+            text.append(f"peak memory {human_bytes(measured.get('baseline_peak_bytes'))} → "
+                        f"{human_bytes(measured['peak_bytes'])} ({peak_memory(measured)}; "
+                        f"{measured.get('memory_source', 'measured')})\n")
         if r.get("verdict"):
             text.append(f"verdict: {r['verdict']}\n", style="green" if is_gain(r) else "yellow")
     else:
