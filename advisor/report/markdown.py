@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advisor.format import (gain, human_bytes, limit_reason, measured_gain, ms, pct, peak_memory, peaks_note,
-                            relative, roofline_line, spread)
+from advisor.format import (RANK_COLUMNS, gain, human_bytes, limit_reason, measured_gain, ms, pct, peak_memory,
+                            peaks_note, rank_notes, rank_row, ranks_headline, relative, roofline_line, spread)
 from advisor.report.escape import cell, code, fence, plain
 from advisor.verdict import outcome
-from advisor.views.ranks import RANK_COLUMNS, rank_notes, rank_row, ranks_headline
 
 HOT_OPS_SHOWN = 15
 

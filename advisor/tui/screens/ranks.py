@@ -7,8 +7,8 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static, TabPane
 
+from advisor.format import RANK_COLUMNS, rank_notes, rank_row, ranks_headline
 from advisor.tui.widgets.rank_timeline import RankTimeline
-from advisor.views.ranks import RANK_COLUMNS, rank_notes, rank_row, ranks_headline
 
 
 class RanksPane(TabPane):
