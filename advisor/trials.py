@@ -22,7 +22,11 @@ from advisor.technique import Benchmark, Context, DoesNotApply, Estimate, Techni
 from advisor.verdict import judge
 from advisor.workload import Workload, relative_error, tensor_leaves
 
+#: at least this many interleaved pairs, and more (two at a time) until the timed runs took :data:`MIN_SECONDS`:
+#: ten pairs of a 3 ms step are 60 ms of timing, where one burst of contention makes a no-op read as 1.1x
 PAIRS = 10
+MIN_SECONDS = 0.3
+MAX_PAIRS = 100
 WARMUP_STEPS = 2
 BUDGET_SECONDS = 60.0
 
@@ -54,8 +58,9 @@ class Measurement:
 
 def measure(baseline: Callable[[], object], variant: Callable[[], object], pairs: int = PAIRS,
             warmup: int = WARMUP_STEPS, clock: Callable[[], float] = time.perf_counter,
-            variant_scale: float = 1.0) -> Measurement:
-    """Time ``baseline`` and ``variant`` in alternating order (A B, then B A, ...) after ``warmup`` calls of each.
+            variant_scale: float = 1.0, min_seconds: float = MIN_SECONDS, max_pairs: int = MAX_PAIRS) -> Measurement:
+    """Time ``baseline`` and ``variant`` in alternating order (A B, then B A, ...) after ``warmup`` calls of each:
+    ``pairs`` pairs, then two more at a time until the timed calls took ``min_seconds`` (at most ``max_pairs``).
 
     ``variant_scale`` is how many more samples a variant step processes: speedups compare throughput.
     """
@@ -67,12 +72,15 @@ def measure(baseline: Callable[[], object], variant: Callable[[], object], pairs
         if i == 0:
             first_variant = clock() - start
     times: dict[str, list[float]] = {"a": [], "b": []}
-    for i in range(pairs):
+    i = 0
+    # past ``pairs``, an odd count finishes its A B / B A round
+    while i < pairs or i % 2 or (i < max_pairs and sum(times["a"]) + sum(times["b"]) < min_seconds):
         order = (("a", baseline), ("b", variant)) if i % 2 == 0 else (("b", variant), ("a", baseline))
         for key, fn in order:
             start = clock()
             fn()
             times[key].append(clock() - start)
+        i += 1
     ratios = [variant_scale * a / b for a, b in zip(times["a"], times["b"]) if b > 0]
     q1, median, q3 = quartiles(ratios)
     a_ms, b_ms = 1000 * statistics.median(times["a"]), 1000 * statistics.median(times["b"])

@@ -76,6 +76,19 @@ def test_measure_interleaves_and_takes_the_median_ratio():
     assert measure(a, b, pairs=2, warmup=1, clock=clock, variant_scale=2.0).speedup == pytest.approx(1.0)
 
 
+def test_short_steps_are_timed_in_more_pairs_until_the_timing_is_long_enough():
+    ticks = itertools.count()
+    clock = lambda: next(ticks) / 1000  # noqa: E731 - a call takes 1 ms
+
+    def step():
+        pass
+
+    assert measure(step, step, pairs=4, warmup=1, clock=clock, min_seconds=0.1).pairs == 50, "2 ms a pair"
+    assert measure(step, step, pairs=4, warmup=1, clock=clock, min_seconds=0.1, max_pairs=20).pairs == 20
+    assert measure(step, step, pairs=4, warmup=1, clock=clock, min_seconds=0.001).pairs == 4
+    assert measure(step, step, pairs=3, warmup=1, clock=clock, min_seconds=0).pairs == 4, "whole A B / B A rounds"
+
+
 def test_families():
     assert family("batch_size_x4") == family("batch_size_x2") == "batch_size"
     assert family("prune_structured_50") == "prune_structured" and family("dtype") == "dtype"
@@ -99,7 +112,7 @@ def _measured_on_the_cnn(r):
     assert r["applies"] is True and r["reason"] and r["snippet"]
     assert r["estimate"]["speedup"] > 0 and r["estimate"]["basis"]
     m = r["measured"]
-    assert m["speedup"] > 0 and m["pairs"] == 10 and m["spread"] >= 0
+    assert m["speedup"] > 0 and 10 <= m["pairs"] <= 100 and m["spread"] >= 0
     assert m["quality"]["output_rel_error"] is not None and m["quality"]["grad_rel_error"] is not None
     assert m["peak_bytes"] > 0 and m["baseline_peak_bytes"] > 0, "the step's peak memory, measured on the CPU too"
 
