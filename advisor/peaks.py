@@ -171,11 +171,12 @@ def _dtypes(device: str) -> list[str]:
 
     if device == "cuda":
         return list(DTYPES) if torch.cuda.is_bf16_supported() else ["float32", "float16"]
-    flags = _cpu_flags()
+    flags = cpu_flags()
     return list(DTYPES) if flags & {"avx512_fp16", "amx_fp16"} else ["float32", "bfloat16"]
 
 
-def _cpu_flags() -> set[str]:
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as ``/proc/cpuinfo`` lists them (empty where it cannot be read)."""
     try:
         with open("/proc/cpuinfo") as f:
             return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from advisor.peak_memory import call_peaks, step_peaks
+from advisor.peaks import cpu_flags
 from advisor.quartiles import quartiles
 from advisor.technique import Benchmark, Context, DoesNotApply, Estimate, Technique, Verdict
 from advisor.verdict import judge
@@ -295,15 +296,7 @@ def _measure_benchmark(benchmark: Benchmark) -> dict:
 def hardware(workload: Workload | None) -> dict:
     """What the techniques may know of the machine: CPU flags, torch's CPU capability and the bf16 instructions
     torch will use, cores and torch threads, GPUs, and where the model runs."""
-    flags: set[str] = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
+    flags = cpu_flags()
     # bf16 instructions count only where torch uses them: its own kernels dispatch at AVX-512 (torch's capability,
     # which ATEN_CPU_CAPABILITY can lower), and oneDNN, which runs convolutions and matmuls, is not capped below them
     # by ONEDNN_MAX_CPU_ISA (oneDNN's ISA names: AVX2, AVX512_CORE, AVX512_CORE_BF16, AVX512_CORE_AMX, ...)
