@@ -27,6 +27,8 @@ from advisor.rundir import RUNNER_FILE, read_json
 GRACE_SECONDS = 15.0
 #: ``(steps_done, step detection mode, window done, elapsed seconds, activity)``, while the script runs
 ProgressListener = Callable[[int, "str | None", bool, float, "str | None"], None]
+#: the child's stages (see :meth:`ScriptProcess.watch`)
+LAUNCHED, SAVED = "launched", "saved"
 _NOISE = ("USDT:", "Memory block of unknown size was allocated before the profiling started")
 #: how a wrapper such as ``perf stat`` reports that the script's interpreter died of a signal (``psignal``);
 #: it then exits with 0 itself
@@ -106,6 +108,8 @@ class _ProgressReader(threading.Thread):
         self.steps = 0
         self.mode: str | None = None
         self.window_done = False
+        #: the child has saved its record (``runner.json``): what is left is its exit
+        self.saved = False
         self.trial: str | None = None
 
     def run(self) -> None:
@@ -120,6 +124,8 @@ class _ProgressReader(threading.Thread):
                 self.mode = event.get("mode")
             elif event.get("event") == "window_done":
                 self.window_done = True
+            elif event.get("event") == "saved":
+                self.saved = True
             elif event.get("event") == "limit":
                 self.trial = f"recording limit ({event.get('reason')}) reached; saving the recording"
             elif event.get("event") == "trial":
@@ -214,15 +220,22 @@ class ScriptProcess:
             self._turn_fd = None
         return self.process.returncode
 
-    def watch(self, timeout: float | None, on_update: ProgressListener | None = None) -> int:
-        """Wait for the script to end, telling ``on_update`` how it goes; enforce ``timeout``; return its exit
-        code."""
+    def watch(self, timeout: float | None, on_update: ProgressListener | None = None,
+              on_stage: Callable[[str], None] | None = None) -> int:
+        """Wait for the script to end, telling ``on_update`` how it goes and ``on_stage`` its stages (``launched``,
+        then ``saved`` once the child has saved its record); enforce ``timeout``; return its exit code."""
+        on_stage = on_stage or (lambda stage: None)
+        on_stage(LAUNCHED)
+        saved = False
         t0 = time.monotonic()
         while self.supervise(time.monotonic() - t0, timeout):
             time.sleep(0.05)
             if on_update is not None:
                 on_update(self.progress.steps, self.progress.mode, self.progress.window_done,
                           time.monotonic() - t0, self.progress.trial)
+            if self.progress.saved and not saved:
+                saved = True
+                on_stage(SAVED)
         return self.finish()
 
 

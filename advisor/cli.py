@@ -149,7 +149,8 @@ def _console(stderr: bool = False):
 
 
 def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]) -> int:
-    from advisor.pipeline import analyse_run
+    # pandas and the analysis are imported by EarlyAnalysis, beside the child's start, not before its launch
+    from advisor.early_analysis import EarlyAnalysis
     from advisor.options import ProfileOptions
     from advisor.session import profile
     from advisor.views.progress import RunProgress
@@ -171,14 +172,17 @@ def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]
     err = _console(stderr=True)
     if options.apply is not None:
         return _apply(options, ns, err)
+    early = EarlyAnalysis()
     with RunProgress(err.is_terminal, options.warmup, options.steps, options.keep_running) as progress:
-        result = profile(options, on_update=progress.update)
+        result = profile(options, on_update=progress.update, on_stage=early.on_stage)
+    from advisor.pipeline import analyse_run
+
     error = result.error
     summary = None
     if error is None or result.meta.get("outcome") not in ("not_found", "no_torch"):
         try:
             with err.status("analysing the run", spinner="dots") if err.is_terminal else nullcontext():
-                summary = analyse_run(result.run_dir)
+                summary = analyse_run(result.run_dir, early.frames())
         except RunDirError as exc:
             error = error or exc
         except Exception as exc:  # a bug of advisor's: keep the recording, say where it is

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from advisor.format import display_source
 # the annotations a finding may look inside with Run.inside (see advisor.rundir)
 from advisor.rundir import BACKWARD_EVENT, FORWARD_EVENT, ZERO_GRAD_EVENT  # noqa: F401
+
+if TYPE_CHECKING:  # the plugins load before the script is launched; the frames come after it
+    import pandas as pd
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +113,9 @@ class RunFacts:
     def inside(self, rows: pd.DataFrame, annotation: str) -> pd.Series:
         """For each of ``rows``: whether it runs inside a host annotation whose name starts with
         ``annotation`` (``advisor::forward``, ``advisor::backward``, ``Optimizer.zero_grad``, ...)."""
+        import numpy as np
+        import pandas as pd
+
         annotations = self.host[self.host["cat"] == "user_annotation"]
         marks = annotations[annotations["name"].astype(str).str.startswith(annotation)]
         result = pd.Series(False, index=rows.index)

@@ -9,20 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from advisor.analysis.compare import compare
-from advisor.analysis.profile import analyse, summarize
+from advisor.analysis.profile import TraceFrames, analyse, runner_record, summarize, trace_frames
 from advisor.analysis.ranks import rank_steps
 from advisor.diagnosis import diagnose
 from advisor.errors import RunDirError
 from advisor.imported import describe
-from advisor.rundir import HOT_OPS_FILE, SUMMARY_FILE, WINDOW_STEPS_FILE
+from advisor.rundir import HOT_OPS_FILE, SUMMARY_FILE, WINDOW_STEPS_FILE, load_meta
 from advisor.rundir_io import atomic_write_csv, atomic_write_json
 from advisor.store import hot_ops_table, read_summary
 
 
-def analyse_run(run_dir: Path) -> dict:
+def analyse_run(run_dir: Path, frames: TraceFrames | None = None) -> dict:
     """Analyse the run's raw artifacts and write ``summary.json`` (with the findings), ``hot_ops.csv`` and
-    ``window_steps.csv`` into it; returns the summary."""
-    profile = analyse(Path(run_dir))
+    ``window_steps.csv`` into it; returns the summary. ``frames`` (see :func:`recording_frames`) are taken when the
+    run's record still agrees with them."""
+    profile = analyse(Path(run_dir), frames=frames)
     summary = summarize(profile)
     summary.update(diagnose(profile, summary))
     ranks = describe(profile.meta)
@@ -38,6 +39,12 @@ def analyse_recording(run_dir: Path, runner: dict) -> dict:
     """The summary of what the child recorded, read before ``runner.json`` exists (``runner`` stands in for it);
     without findings, and saved nowhere: what the runner's trials estimate from."""
     return summarize(analyse(Path(run_dir), runner=runner))
+
+
+def recording_frames(run_dir: Path) -> TraceFrames:
+    """The trace's frames of a run whose child has saved its record, for :func:`analyse_run` to take."""
+    run_dir = Path(run_dir)
+    return trace_frames(run_dir, runner_record(run_dir), load_meta(run_dir))
 
 
 def per_rank(run_dir: Path, ranks: list[dict], summary: dict) -> list[dict]:

@@ -37,11 +37,19 @@ def plugin_manager(blocked: tuple[str, ...] = ()) -> PluginManager:
     for name in blocked:
         pm.set_blocked(name)
     builtin_only = bool(os.environ.get(DISABLE_AUTOLOAD_ENV))
+    described: dict[str, tuple[str, str]] = {}  # a distribution's metadata is parsed once, not once per entry point
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if builtin_only and (ep.dist is None or ep.dist.name != BUILTIN_DISTRIBUTION):
-            continue
+        dist = None
         if ep.dist is not None:
-            pm.distributions[ep.name] = f"{ep.dist.name} {ep.dist.version}"
+            key = str(getattr(ep.dist, "_path", id(ep.dist)))
+            if key not in described:
+                metadata = ep.dist.metadata
+                described[key] = (metadata["Name"], metadata["Version"])
+            dist = described[key]
+        if builtin_only and (dist is None or dist[0] != BUILTIN_DISTRIBUTION):
+            continue
+        if dist is not None:
+            pm.distributions[ep.name] = f"{dist[0]} {dist[1]}"
         if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
             continue
         try:

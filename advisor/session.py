@@ -9,6 +9,7 @@ import dataclasses
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 from advisor import distributed_run
 from advisor.child import ProgressListener, ScriptProcess, read_runner, run_error, runner_command, sigint_to
@@ -52,11 +53,14 @@ def _collectors(options: ProfileOptions, run_dir: Path) -> tuple[list[Collector]
     return usable, status
 
 
-def profile(options: ProfileOptions, on_update: ProgressListener | None = None) -> RunResult:
+def profile(options: ProfileOptions, on_update: ProgressListener | None = None,
+            on_stage: Callable[[str, Path], None] | None = None) -> RunResult:
     """Run the target under the collectors; return the run directory, its metadata and any error.
 
     ``on_update(steps_done, mode, window_done, elapsed_s, activity)`` is called while the script runs,
-    from the calling thread (``profile`` may run in any thread; only the main one handles Ctrl-C).
+    from the calling thread (``profile`` may run in any thread; only the main one handles Ctrl-C);
+    ``on_stage(stage, run_dir)`` at the child's stages (see :meth:`advisor.child.ScriptProcess.watch`; not in a
+    distributed run).
     """
     check_target(options)
     run_dir = new_run_dir(options.out, options.target)
@@ -75,7 +79,8 @@ def profile(options: ProfileOptions, on_update: ProgressListener | None = None) 
     child = process(command, options.script_stdout_to_stderr, cwd=options.cwd)
     started_collectors = _start(collectors, child, run_dir, collector_status)
     with sigint_to(child.on_sigint):
-        returncode = child.watch(options.timeout, on_update)
+        returncode = child.watch(options.timeout, on_update) if launch else \
+            child.watch(options.timeout, on_update, on_stage and (lambda stage: on_stage(stage, run_dir)))
     for collector in started_collectors:
         try:
             collector.stop()

@@ -11,10 +11,13 @@ records (meta.json, runner.json, steps.csv) and the benchmark's clock:
 - ``cli``: from the command's start to the child's launch (advisor's imports, run directory, collectors);
 - ``child``: from the launch to the runner's first line (the child's interpreter and advisor's imports);
 - ``capture``: the three steps before the window (the step capture) beyond the median plain step;
-- ``window``: the recorded steps and the step after them (the trace saved, the child's analysis for the
-  estimates) beyond the median plain step;
-- ``stop``: from the runner's end to the collectors stopped (psutil, perf stat) and the run recorded;
-- ``analysis``: from then to the command's end (analysis, findings, summary, the terminal output);
+- ``window``: the recorded steps beyond the median plain step (the profiler's cost while it records);
+- ``saving``: the step after them beyond the median plain step: the recording stopped and the trace written, the
+  captured step's replay checked, the child's analysis and the techniques' estimates;
+- ``stop``: from the runner's end to the collectors stopped (psutil, perf stat) and the run recorded: mostly the
+  child's interpreter exit, which the plain run pays as well (``python -c "import torch"`` takes 0.5 s to exit),
+  while the trace is analysed beside it (:mod:`advisor.early_analysis`);
+- ``analysis``: from then to the command's end (the findings, the summary, the terminal output);
 - ``rest``: what is left: the script itself run slower beside the collectors (perf stat, psutil's
   sampling) and the plain run's noise.
 
@@ -38,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ["cnn_train", "transformer_train", "input_bound_train", "mlp_infer"]
 
 
-PARTS = ("cli", "child", "capture", "window", "stop", "analysis")
+PARTS = ("cli", "child", "capture", "window", "saving", "stop", "analysis")
 
 
 def _timed(command: list[str]) -> tuple[float, float, float]:
@@ -66,7 +69,8 @@ def breakdown(run_dir: Path, unix_start: float, unix_end: float) -> dict[str, fl
 
     runner_start, runner_end = runner["started_unix_ns"] / 1e9, runner["ended_unix_ns"] / 1e9
     return {"cli": meta["started_at"] - unix_start, "child": runner_start - meta["started_at"],
-            "capture": beyond(range(first - 3, first)), "window": beyond(range(first, last + 2)),
+            "capture": beyond(range(first - 3, first)), "window": beyond(range(first, last + 1)),
+            "saving": beyond([last + 1]),
             "stop": meta["ended_at"] - runner_end, "analysis": unix_end - meta["ended_at"]}
 
 
@@ -81,6 +85,9 @@ def main() -> None:
           f"{args.repeats} interleaved pairs; load at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     print(f"{'example':<18} {'python s':>8} {'advisor s':>9} {'ratio':>6}  {'spread':<10} extra s: "
           + " ".join(f"{p:>8}" for p in (*PARTS, "rest")))
+    # advisor's bytecode, as an installed package has it: where PYTHONDONTWRITEBYTECODE is set (this project's
+    # machines set it) each run would compile advisor's modules again, which no user's run does
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "advisor")], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.examples:
             script = str(ROOT / "examples" / f"{name}.py")

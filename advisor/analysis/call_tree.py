@@ -16,18 +16,33 @@ from advisor.rundir import CALL_SITE_PREFIX, STEP_PREFIX
 _HOST_CATEGORIES = ("cpu_op", "user_annotation", "memory", "cuda_runtime", "cuda_driver")
 
 
-def annotate(events: pd.DataFrame) -> pd.DataFrame:
+def annotate(events: pd.DataFrame, release: bool = False) -> pd.DataFrame:
     """Host events with ``self_us``, ``op_parent`` (row label of the enclosing op), ``step`` and
-    ``call_site`` columns added; ``memory`` rows get the op they happened in as ``op_parent``."""
+    ``call_site`` columns added; ``memory`` rows get the op they happened in as ``op_parent``.
+
+    With ``release``, each column of ``events`` is dropped from it once copied, so that a large trace is not held
+    twice (``events`` is left empty: for a caller that has no more use for it)."""
     kept = np.flatnonzero(events["cat"].isin(_HOST_CATEGORIES).to_numpy())
     memory_last = (events["cat"] == "memory").to_numpy()[kept]
     tid_codes = _codes(events["tid"])[0][kept]
     ts, dur = events["ts"].to_numpy()[kept], events["dur"].to_numpy()[kept]
-    host = events.iloc[kept[np.lexsort((-dur, memory_last, ts, tid_codes))]]  # by thread, start, longest first
+    order = kept[np.lexsort((-dur, memory_last, ts, tid_codes))]  # by thread, start, longest first
+    del kept, memory_last, tid_codes, ts, dur
+    if release:
+        host = pd.DataFrame({name: _taken(events.pop(name), order) for name in list(events.columns)},
+                            index=events.index[order], copy=False)
+    else:
+        host = events.iloc[order]
     self_us, op_parent, step, call_site = _sweep(host)
-    host = host.assign(self_us=np.where(host["cat"] == "cpu_op", np.maximum(self_us, 0.0), 0.0),
-                       op_parent=op_parent, step=step, call_site=call_site)
+    host["self_us"] = np.where(host["cat"] == "cpu_op", np.maximum(self_us, 0.0), 0.0)
+    host["op_parent"], host["step"], host["call_site"] = op_parent, step, call_site
     return host
+
+
+def _taken(column: pd.Series, order: np.ndarray):
+    """The column's values at ``order`` (a categorical stays one)."""
+    values = column.array if isinstance(column.dtype, pd.CategoricalDtype) else column.to_numpy()
+    return values.take(order)
 
 
 def _codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:

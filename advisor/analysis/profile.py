@@ -52,19 +52,48 @@ def _optional(path: Path, loader):
         raise RunDirError(f"{path}: corrupt artifact ({exc})") from None
 
 
-def analyse(run_dir: Path, runner: dict | None = None) -> Profile:
-    """Read a run directory and compute its frames; raise RunDirError for a broken one.
+@dataclasses.dataclass
+class TraceFrames:
+    """What the trace gives (the costly part of a run's analysis), and ``key``: the run's record and files it was
+    made from (see :func:`trace_key`). Made once the recording is final, it can be taken by :func:`analyse` later."""
 
-    ``runner`` stands in for ``runner.json`` when the script's process analyses its own window.
-    """
-    run_dir = Path(run_dir)
-    meta = load_meta(run_dir)
-    if runner is None:
-        runner = read_json(run_dir / RUNNER_FILE, "runner record") if (run_dir / RUNNER_FILE).exists() else {}
+    key: tuple
+    runner: dict  # the run's record, as the steps were found in it
+    trace: Trace | None
+    host: pd.DataFrame
+    steps: pd.DataFrame
+    hot_ops: pd.DataFrame
+    window_us: float
+    peaks: dict | None
+
+
+def runner_record(run_dir: Path) -> dict:
+    """The child's ``runner.json`` (empty when it wrote none)."""
+    path = Path(run_dir) / RUNNER_FILE
+    return read_json(path, "runner record") if path.exists() else {}
+
+
+def trace_key(run_dir: Path, runner: dict) -> tuple:
+    """What the trace's frames depend on: how steps were found, and the trace's and the peaks' files as they are."""
+    files = []
+    for path in (trace_path(run_dir), Path(run_dir) / PEAKS_FILE):
+        stat = path.stat() if path is not None and path.exists() else None
+        files.append((str(path), stat.st_size, stat.st_mtime_ns) if stat else None)
+    return (runner.get("step_detection"), runner.get("warmup"), runner.get("recorded_steps"),
+            runner.get("time_slices"), *files)
+
+
+def trace_frames(run_dir: Path, runner: dict, meta: dict) -> TraceFrames:
+    """Read the run's trace and compute its frames: the annotated host events of the steps, the steps, the hot ops."""
+    key = trace_key(run_dir, runner)
     path = trace_path(run_dir)
     trace = load_trace(path) if path is not None else None
     events = trace.events if trace is not None else pd.DataFrame(columns=[*COLUMNS, "end"])
-    host = annotate(events)
+    device = events[events["cat"].isin(DEVICE_CATEGORIES)]
+    if trace is not None:  # the host events live on in ``host``: only the device events stay (memory)
+        trace = dataclasses.replace(trace, events=device)
+    host = annotate(events, release=True)
+    del events
     steps = pd.DataFrame()
     if runner.get("step_detection") == TRACE_STEPS:  # an imported trace: every step it marks
         steps = step_table(host, 0, sys.maxsize)
@@ -74,12 +103,28 @@ def analyse(run_dir: Path, runner: dict | None = None) -> Profile:
         steps, host = slice_table(host, int(runner.get("time_slices") or 10))
     elif runner.get("step_detection") != TRACE_STEPS:
         steps = step_table(host, int(runner.get("warmup", 0) or 0), int(runner.get("recorded_steps", 0) or 0))
-    if trace is not None:  # the host events live on in ``host``: only the device events stay (memory)
-        events = events[events["cat"].isin(DEVICE_CATEGORIES)]
-        trace = dataclasses.replace(trace, events=events)
     if not steps.empty:
         host = host[host["step"].isin(steps["step"])]
     window_us = float(steps["duration_ms"].sum() * 1000.0) if not steps.empty else _span(host)
+    peaks = read_json(run_dir / PEAKS_FILE, "machine peaks") if (run_dir / PEAKS_FILE).exists() else None
+    table = roofline(hot_ops(host, device, window_us, cwd=meta.get("cwd")), peaks)
+    return TraceFrames(key=key, runner=runner, trace=trace, host=host, steps=steps, hot_ops=table,
+                       window_us=window_us, peaks=peaks)
+
+
+def analyse(run_dir: Path, runner: dict | None = None, frames: TraceFrames | None = None) -> Profile:
+    """Read a run directory and compute its frames; raise RunDirError for a broken one.
+
+    ``runner`` stands in for ``runner.json`` when the script's process analyses its own window. ``frames``, the
+    trace's frames made earlier (:func:`trace_frames`), are taken when the run's record and files still agree.
+    """
+    run_dir = Path(run_dir)
+    meta = load_meta(run_dir)
+    if runner is None:
+        runner = runner_record(run_dir)
+    if frames is None or frames.key != trace_key(run_dir, runner):
+        frames = trace_frames(run_dir, runner, meta)
+    trace, host, steps = frames.trace, frames.host, frames.steps
     samples = _optional(run_dir / SAMPLES_FILE, load_samples)
     gpu_samples = _optional(run_dir / GPU_SAMPLES_FILE, load_gpu_samples)
     perf = _optional(run_dir / PERF_STAT_FILE, load_perf_stat)
@@ -87,13 +132,12 @@ def analyse(run_dir: Path, runner: dict | None = None) -> Profile:
     if trace is not None and not steps.empty:
         base = trace.base_unix_us
         start = steps["start_us"].min()
-        window_unix = ((base + start) / 1e6, (base + start + window_us) / 1e6)
-    peaks = read_json(run_dir / PEAKS_FILE, "machine peaks") if (run_dir / PEAKS_FILE).exists() else None
+        window_unix = ((base + start) / 1e6, (base + start + frames.window_us) / 1e6)
     return Profile(
-        run_dir=run_dir, meta=meta, runner=runner, trace=trace, host=host, steps=steps,
-        hot_ops=roofline(hot_ops(host, events, window_us, cwd=meta.get("cwd")), peaks), peaks=peaks,
-        memory=memory_summary(host, samples, gpu_samples),
-        utilisation=utilisation(runner, samples, gpu_samples, window_unix, meta.get("host", {}).get("cpu_count")),
+        run_dir=run_dir, meta=meta, runner=frames.runner, trace=trace, host=host, steps=steps,
+        hot_ops=frames.hot_ops, peaks=frames.peaks, memory=memory_summary(host, samples, gpu_samples),
+        utilisation=utilisation(frames.runner, samples, gpu_samples, window_unix,
+                                meta.get("host", {}).get("cpu_count")),
         perf=perf,
     )
 

@@ -13,6 +13,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from advisor.analysis.flops import identities, per_distinct
+
 ROOFLINE_COLUMNS = ["dtype", "bytes", "intensity", "peak_flops_per_s", "attainable_flops_per_s", "roofline_fraction",
                     "bound"]
 #: bytes per element of the dtypes the kineto trace names
@@ -81,9 +83,11 @@ def attach_bytes(ops: pd.DataFrame, flops: pd.Series) -> pd.Series:
     their own) and do no counted arithmetic themselves."""
     parents = set(ops["op_parent"].to_numpy().tolist())
     wrapper = ops.index.isin(list(parents)) & (ops["self_us"] < 0.5 * ops["dur"]).to_numpy() & ~(flops > 0).to_numpy()
-    values = [math.nan if w else op_bytes(str(n), d, t)
-              for w, n, d, t in zip(wrapper, ops["name"], ops["input_dims"], ops["input_types"])]
-    return pd.Series(values, index=ops.index, dtype=float)
+    name_codes, names = pd.factorize(ops["name"])
+    dims, types = ops["input_dims"].to_numpy(), ops["input_types"].to_numpy()
+    values = per_distinct(lambda i: op_bytes(str(names[name_codes[i]]), dims[i], types[i]),
+                          name_codes.astype(np.int64), identities(ops["input_dims"]), identities(ops["input_types"]))
+    return pd.Series(values, index=ops.index, dtype=float).where(~wrapper)
 
 
 def compute_peak(peaks: dict, name: str, dtype: str | None) -> float:

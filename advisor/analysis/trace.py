@@ -255,13 +255,16 @@ class _Columns:
         return [shared[t] for t in texts]
 
     def frame(self) -> pd.DataFrame:
-        data: dict[str, object] = {c: _categorical(self.codes[c], self.known[c]) for c in _CATEGORICAL}
+        """The events as one frame; each column's batches are let go once joined (only one column is held twice)."""
+        data: dict[str, object] = {c: _categorical(self.codes.pop(c), self.known[c]) for c in _CATEGORICAL}
         for column in ("ts", "dur"):
-            data[column] = _joined(self.arrays[column])
+            data[column] = _joined(self.arrays.pop(column))
         for column in _SHARED_LISTS:
-            data[column] = pd.Series(self.lists[column], dtype=object)
+            values = self.lists.pop(column)
+            data[column] = np.fromiter(values, dtype=object, count=len(values))
+            del values
         for column in _NUMBERS:
-            data[column] = _numeric(_joined(self.arrays[column]))
+            data[column] = _numeric(_joined(self.arrays.pop(column)))
         events = pd.DataFrame(data, columns=list(COLUMNS), copy=False)
         events["end"] = events["ts"] + events["dur"]
         return events

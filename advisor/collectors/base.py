@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 from pathlib import Path
-from typing import Literal
-
-import pandas as pd
+from typing import TYPE_CHECKING, Literal
 
 from advisor.rundir_io import atomic_write_csv
+
+if TYPE_CHECKING:  # pandas is imported where a frame is made: not before the script is launched
+    import pandas as pd
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +130,8 @@ class SamplingCollector(Collector):
             self._end()
         except Exception:  # stop must not raise
             pass
+        import pandas as pd
+
         with self._lock:
             frame = pd.DataFrame(self._rows, columns=list(self.columns))
         try:
@@ -139,6 +142,8 @@ class SamplingCollector(Collector):
 
 def read_artifact_csv(path: Path | str, columns: tuple[str, ...]) -> pd.DataFrame:
     """Read a collector's CSV with exactly ``columns`` (missing ones added empty), in that order."""
+    import pandas as pd
+
     frame = pd.read_csv(path)
     for column in columns:
         if column not in frame.columns:

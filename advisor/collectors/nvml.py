@@ -7,11 +7,14 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 
 from advisor.collectors.base import Availability, CollectorContext, SamplingCollector, read_artifact_csv
 from advisor.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 GPU_SAMPLES_FILE = "gpu_samples.csv"
 COLUMNS = (

@@ -7,12 +7,15 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 
 from advisor.collectors.base import Availability, Collector, CollectorContext, read_artifact_csv
 from advisor.rundir_io import atomic_write_csv
 from advisor.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RAW_FILE = "perf_stat.txt"
 PERF_STAT_FILE = "perf_stat.csv"
@@ -50,6 +53,14 @@ def parse_perf_csv(text: str) -> pd.DataFrame:
     scheduled (below 100 when perf multiplexed it and scaled the value). Comments, blank and
     unparseable lines are skipped.
     """
+    import pandas as pd
+
+    frame = pd.DataFrame(_rows(text), columns=list(COLUMNS))
+    return frame.astype({"value": "float64", "supported": "bool", "counted": "bool", "running_percent": "float64"})
+
+
+def _rows(text: str) -> list[dict]:
+    """The rows of :func:`parse_perf_csv`, as dicts."""
     rows = []
     for line in text.splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
@@ -74,8 +85,12 @@ def parse_perf_csv(text: str) -> pd.DataFrame:
                 "raw_event": raw_event,
             }
         )
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    return frame.astype({"value": "float64", "supported": "bool", "counted": "bool", "running_percent": "float64"})
+    return rows
+
+
+def _counted(text: str) -> set[str]:
+    """The events that ``perf stat -x ,`` output counted."""
+    return {row["event"] for row in _rows(text) if row["counted"]}
 
 
 def _paranoid_note() -> str:
@@ -118,19 +133,18 @@ class PerfStat(Collector):
         try:
             if shutil.which("perf") is None:
                 return Availability(False, "perf not found on PATH")
-            try:
-                result = _trial("task-clock")
+            try:  # one trial for all three (each costs a tenth of a second before the script starts)
+                result = _trial("task-clock,cycles,instructions")
+                counted = _counted(result.stderr)
+                if result.returncode != 0 or "task-clock" not in counted:
+                    result = _trial("task-clock")  # the hardware events may be what made it fail
+                    counted = _counted(result.stderr)
             except subprocess.TimeoutExpired:
                 return Availability(False, f"'perf stat' trial timed out after {TRIAL_TIMEOUT_S:.0f} s")
-            parsed = parse_perf_csv(result.stderr)
-            if result.returncode != 0 or not parsed["counted"].any():
+            if result.returncode != 0 or not counted:
                 error = _last_line(result.stderr) or f"exit status {result.returncode}"
                 return Availability(False, f"'perf stat' does not work here: {error} ({_paranoid_note()})")
-            try:
-                hardware = parse_perf_csv(_trial("cycles,instructions").stderr)
-            except subprocess.TimeoutExpired:
-                hardware = parse_perf_csv("")
-            counted = sorted(set(hardware.loc[hardware["counted"], "event"]))
+            counted = sorted(counted & {"cycles", "instructions"})
             if len(counted) == 2:
                 return Availability(True, "hardware and software counters")
             if counted:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 
 from advisor.collectors.base import Availability, CollectorContext, SamplingCollector, read_artifact_csv
 from advisor.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SAMPLES_FILE = "samples.csv"
 COLUMNS = (

@@ -3,8 +3,6 @@ mostly idle, device memory nearly full, and ``DataParallel`` where DDP belongs."
 
 from __future__ import annotations
 
-import numpy as np
-
 from advisor.finding import Finding, RunFacts
 from advisor.hookspecs import hookimpl
 
@@ -107,6 +105,8 @@ def half_matmul_misaligned(run: RunFacts) -> Finding | None:
 
 def _busy_us(run: RunFacts) -> float:
     """Time the GPU was doing anything (kernels, copies, sets overlapping counted once)."""
+    import numpy as np
+
     if run.device.empty:
         return 0.0
     spans = run.device.sort_values("ts")[["ts", "dur"]].to_numpy()

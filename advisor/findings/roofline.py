@@ -3,8 +3,6 @@ memory-bound step that moves its activations in float32, and a GPU step with a l
 
 from __future__ import annotations
 
-import numpy as np
-
 from advisor.finding import Finding, RunFacts
 from advisor.format import pct, rate
 from advisor.hookspecs import hookimpl
@@ -91,6 +89,8 @@ def memory_bound_float32(run: RunFacts) -> Finding | None:
 
 def _idle_gaps(run: RunFacts) -> tuple[int, float]:
     """The gaps of at least :data:`GAP_US` between GPU work: how many, and their total µs."""
+    import numpy as np
+
     work = run.device.sort_values("ts")
     if work.empty:
         return 0, 0.0

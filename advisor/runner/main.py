@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                      runner.facts.uninstall, sys.stdout.flush, sys.stderr.flush):
             undo()
         save(runner, record, torch, [] if ns.module else [os.path.abspath(ns.target)])
+        runner.report(event="saved")  # advisor may analyse the run while this process exits
     return exit_code
 
 

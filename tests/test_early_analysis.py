@@ -1,0 +1,66 @@
+"""The trace analysed while the child exits (advisor.early_analysis): a real run, its stages, the frames taken."""
+
+import json
+import os
+
+import pytest
+
+import advisor.analysis.profile as profile_module
+from advisor.early_analysis import EarlyAnalysis
+from advisor.options import ProfileOptions
+from advisor.pipeline import analyse_run
+from advisor.session import profile
+from conftest import SCRIPTS
+
+
+@pytest.fixture(scope="module")
+def early_run(tmp_path_factory):
+    """``advisor profile``'s own path, in this process: the stages seen, the run, and the frames made early."""
+    stages = []
+    early = EarlyAnalysis()
+
+    def on_stage(stage, run_dir):
+        stages.append(stage)
+        early.on_stage(stage, run_dir)
+
+    options = ProfileOptions(target=str(SCRIPTS / "tiny_cnn_train.py"), args=["--steps", "12"], warmup=2, steps=3,
+                             measure=False, out=tmp_path_factory.mktemp("early") / "run")
+    result = profile(options, on_stage=on_stage)
+    assert result.error is None
+    return stages, result.run_dir, early.frames()
+
+
+def test_the_child_says_when_it_has_saved_its_record(early_run):
+    stages, run_dir, frames = early_run
+    assert stages == ["launched", "saved"]
+    assert frames is not None and frames.steps["step"].tolist() == [2, 3, 4]
+
+
+def test_the_run_takes_the_frames_made_while_the_child_exited(early_run, monkeypatch):
+    _, run_dir, frames = early_run
+    fresh = analyse_run(run_dir)
+
+    def no_second_reading(*args):
+        raise AssertionError("the trace was read again")
+
+    monkeypatch.setattr(profile_module, "trace_frames", no_second_reading)
+    taken = analyse_run(run_dir, frames)
+    assert json.dumps(taken["hot_ops"]) == json.dumps(fresh["hot_ops"])
+    assert taken["steps"] == fresh["steps"]
+    with pytest.raises(AssertionError, match="read again"):
+        analyse_run(run_dir)
+
+
+def test_frames_of_another_trace_are_not_taken(early_run, monkeypatch):
+    _, run_dir, frames = early_run
+    trace = next((run_dir / "trace").iterdir())
+    stat = trace.stat()
+    calls = []
+    real = profile_module.trace_frames
+    monkeypatch.setattr(profile_module, "trace_frames", lambda *args: calls.append(1) or real(*args))
+    try:
+        os.utime(trace, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # the trace as written again
+        analyse_run(run_dir, frames)
+    finally:
+        os.utime(trace, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert calls == [1]
