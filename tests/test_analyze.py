@@ -87,6 +87,20 @@ def test_unknown_event_kinds_and_broken_events_are_left_out(tmp_path, traces):
     assert _analyze(tmp_path, mixed, name="mixed")["hot_ops"] == _analyze(tmp_path, traces[1])["hot_ops"]
 
 
+def test_python_function_events_are_dropped_before_they_are_decoded(tmp_path, traces):
+    """``with_stack``'s Python function events (half a trace's bytes) are never decoded: one that is not even
+    JSON is not counted as broken, and the events kept are the same."""
+    text = traces[1].read_text()
+    marker = '"traceEvents": ['
+    python = ('\n  {\n    "ph": "X",\n    "cat": "python_function",\n    "name": f.py(1): not json,\n    "pid": 1,\n'
+              '    "tid": 1,\n    "ts": 1,\n    "dur": 1\n  },')
+    path = tmp_path / "python.json"
+    path.write_text(text.replace(marker, marker + python * 3, 1))
+    loaded = load_trace(path)
+    assert loaded.skipped == []
+    assert loaded.events["name"].astype(str).tolist() == load_trace(traces[1]).events["name"].astype(str).tolist()
+
+
 def test_directory_with_one_trace_per_rank_through_the_cli(tmp_path, traces):
     out = tmp_path / "run"
     proc = run_advisor("analyze", traces[0] / "ranks", "--out", out)

@@ -2,7 +2,8 @@
 
 The file is read 1 MB at a time; each batch of events is decoded by msgspec into typed structs
 holding only the fields the analyses use (the rest of every event is skipped by the decoder), and
-only the event kinds the analyses read are kept. Names become categorical codes as they are read,
+only the event kinds the analyses read are kept (``with_stack``'s Python function events, half of a trace's
+bytes, are dropped before they are decoded). Names become categorical codes as they are read,
 and the argument lists that repeat every step (input shapes, types, scalar inputs) are decoded once
 and shared. The memory it adds is a fraction of the file's size, and the time grows linearly with it.
 
@@ -197,6 +198,7 @@ class _Columns:
 
     def add_batch(self, data: bytes, closing: bytes) -> None:
         """Decode ``data`` (events separated by commas); on failure, event by event."""
+        data = _without_python_functions(data, closing)
         try:
             events = _BATCH.decode(b"[" + data + b"]")
         except msgspec.DecodeError:
@@ -272,6 +274,20 @@ class _Columns:
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
+
+
+#: the Python function events of ``with_stack`` (half a trace's bytes): no analysis reads them, so they are dropped
+#: before they are decoded
+_PYTHON_FUNCTION = b'"cat": "python_function"'
+
+
+def _without_python_functions(data: bytes, closing: bytes) -> bytes:
+    """``data`` (events, each ending with ``closing``, separated by commas) without its Python function events."""
+    if _PYTHON_FUNCTION not in data:
+        return data
+    separator = closing + b","
+    kept = [event for event in (data + b",").split(separator)[:-1] if _PYTHON_FUNCTION not in event]
+    return separator.join(kept) + closing if kept else b""
 
 
 _NO_ARGS = _Args()
