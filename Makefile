@@ -39,6 +39,9 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# advisor's bytecode, as an installed package has it: where PYTHONDONTWRITEBYTECODE is set (this project's
+	# machines set it), every advisor process (the command and the script's child) would compile it again
+	$(BIN)/python -m compileall -q advisor
 	touch $@
 
 # Plain (not editable) installs, as a user would make them; again when a plugin's files change.
