@@ -37,15 +37,14 @@ def plugin_manager(blocked: tuple[str, ...] = ()) -> PluginManager:
     for name in blocked:
         pm.set_blocked(name)
     builtin_only = bool(os.environ.get(DISABLE_AUTOLOAD_ENV))
-    described: dict[str, tuple[str, str]] = {}  # a distribution's metadata is parsed once, not once per entry point
+    described: dict = {}  # a distribution's metadata is parsed once, not once per entry point
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = None
         if ep.dist is not None:
-            key = str(getattr(ep.dist, "_path", id(ep.dist)))
-            if key not in described:
+            if ep.dist not in described:  # the entry points of one distribution share its object
                 metadata = ep.dist.metadata
-                described[key] = (metadata["Name"], metadata["Version"])
-            dist = described[key]
+                described[ep.dist] = (metadata["Name"], metadata["Version"])
+            dist = described[ep.dist]
         if builtin_only and (dist is None or dist[0] != BUILTIN_DISTRIBUTION):
             continue
         if dist is not None:

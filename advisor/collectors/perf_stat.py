@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
 from advisor.collectors.base import Availability, Collector, CollectorContext, read_artifact_csv
 from advisor.rundir_io import atomic_write_csv
 from advisor.hookspecs import hookimpl

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
 from advisor.collectors.base import Availability, CollectorContext, SamplingCollector, read_artifact_csv
 from advisor.hookspecs import hookimpl
 
