@@ -26,10 +26,14 @@ def _findings(summary) -> set[str]:
 
 @pytest.fixture(scope="module")
 def even(tmp_path_factory):
-    """Both ranks alike; the gradients (5.7 MB) in DDP's one default bucket (25 MB)."""
-    proc, summary = profile_json("--nproc-per-node", "2", DDP, "--steps", "5",
-                                 tmp_path=tmp_path_factory.mktemp("even"))
+    """Both ranks alike; the gradients (5.7 MB) in DDP's one default bucket (25 MB). Its own temporary folder,
+    to see what the run leaves there."""
+    tmp = tmp_path_factory.mktemp("even")
+    (tmp / "tmp").mkdir()
+    proc, summary = profile_json("--nproc-per-node", "2", DDP, "--steps", "5", tmp_path=tmp,
+                                 env={**os.environ, "TMPDIR": str(tmp / "tmp")})
     assert proc.returncode == 0, proc.stderr
+    summary["test_temp_left"] = sorted(p.name for p in (tmp / "tmp").iterdir())
     return summary
 
 
@@ -57,6 +61,10 @@ def test_every_rank_is_recorded_with_its_communication(even):
     assert d["launcher"]["omp_num_threads_set_by_torchrun"]
     timeline = {(row["rank"], row["step"]) for row in d["timeline"]}
     assert timeline == {(r, s) for r in (0, 1) for s in range(5, 10)}  # the same steps on both ranks
+
+
+def test_the_progress_relay_leaves_no_named_pipe_behind(even):
+    assert not [name for name in even["test_temp_left"] if name.startswith("advisor-progress-")]
 
 
 def test_no_straggler_between_equal_ranks(even):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -26,11 +27,11 @@ def _failures(error) -> dict:
     return failed
 
 
-def _relay_progress() -> None:
+def _relay_progress() -> str | None:
     """Rank 0's progress, through a named pipe, onto advisor's progress channel (torchrun closes the
-    descriptors its ranks would inherit)."""
+    descriptors its ranks would inherit); returns the pipe's folder, for the caller to remove."""
     if "ADVISOR_PROGRESS_FD" not in os.environ:
-        return
+        return None
     sink = os.fdopen(int(os.environ["ADVISOR_PROGRESS_FD"]), "wb", buffering=0)
     path = os.path.join(tempfile.mkdtemp(prefix="advisor-progress-"), "progress")
     os.mkfifo(path)
@@ -45,6 +46,7 @@ def _relay_progress() -> None:
                 return
 
     threading.Thread(target=relay, daemon=True).start()
+    return os.path.dirname(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    _relay_progress()
+    pipe_folder = _relay_progress()
     record: dict = {"outcome": "completed", "failed_ranks": {}}
     code = 0
     try:
@@ -72,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the launcher itself failed (rendezvous, bad options)
         record.update(outcome="launcher_failed", error=f"{type(exc).__name__}: {exc}")
         code = 1
+    finally:
+        if pipe_folder:
+            shutil.rmtree(pipe_folder, ignore_errors=True)
     atomic_write_json(ns.launch_file, record)
     return code
 
