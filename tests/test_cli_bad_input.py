@@ -78,6 +78,7 @@ def test_missing_module(tmp_path):
     assert no_advisor_traceback(proc.stderr)
 
 
+@pytest.mark.timing  # the script must reach its hang within the timeout
 def test_hung_script_times_out(tmp_path):
     """Started as a shell's background job starts it (SIGINT ignored), advisor still stops the script with
     SIGINT at the timeout and keeps what it recorded, without waiting for the grace period's SIGKILL."""

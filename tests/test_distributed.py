@@ -16,6 +16,8 @@ from advisor.tui import make_app
 from advisor.tui.widgets.rank_timeline import RankTimeline
 from conftest import CORES, EXAMPLES, no_advisor_traceback, profile_json, run_advisor
 
+pytestmark = pytest.mark.timing  # measured times and shares: run alone (see Makefile)
+
 DDP = EXAMPLES / "ddp_train.py"
 RANK_FIELDS = ("rank", "steps", "breakdown", "comm_ms", "comm_wait_ms")
 

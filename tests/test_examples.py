@@ -1,7 +1,10 @@
 """The bundled examples under the real CLI: each shows the bottleneck it was written for."""
 
+import pytest
 
 from conftest import EXAMPLES, profile_json
+
+pytestmark = pytest.mark.timing  # measured times and shares: run alone (see Makefile)
 
 
 def _profile(tmp_path, example, *script_args):

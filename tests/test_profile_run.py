@@ -94,6 +94,7 @@ def test_show_reanalyses_when_summary_is_gone(cnn_run, tmp_path):
     assert json.loads(proc.stdout)["steps"]["count"] == summary["steps"]["count"]
 
 
+@pytest.mark.timing
 def test_inference_steps_are_outermost_module_calls(tmp_path):
     proc, summary = profile_json(SCRIPTS / "tiny_mlp_infer.py", "--warmup", "2", "--steps", "4", "--no-measure", "--", "30",
                                  tmp_path=tmp_path)
@@ -127,6 +128,7 @@ def test_module_target_with_arguments(tmp_path):
     assert summary["steps"]["count"] == 3
 
 
+@pytest.mark.timing
 def test_data_loading_dominates_slow_loader(tmp_path):
     proc, summary = profile_json(SCRIPTS / "slow_loader_train.py", "--warmup", "2", "--steps", "5", "--no-measure", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -13,6 +13,8 @@ import pytest
 
 from conftest import SCRIPTS, no_advisor_traceback, run_advisor
 
+pytestmark = pytest.mark.timing  # measured times and shares: run alone (see Makefile)
+
 NEVER_STEPS = SCRIPTS / "loops" / "never_steps.py"
 MEMORY_LIMIT_MB = 80
 #: what advisor's child holds beyond the plain script's peak besides the recording: advisor's own

@@ -24,6 +24,8 @@ from advisor.roofcheck import flag_suspects, roof_speedup
 from advisor.verdict import is_gain
 from conftest import AVX2_ONLY, run_advisor
 
+pytestmark = pytest.mark.timing  # measured times and shares: run alone (see Makefile)
+
 SYNTHETIC = Path(__file__).parent / "data" / "synthetic_cuda_runs"
 KERNELS = ("flops_per_s", "conv_flops_per_s", "bandwidth")
 

@@ -13,6 +13,8 @@ from advisor.techniques import compile as compile_technique
 from advisor.trials import quality
 from conftest import SCRIPTS, cxx_compiler, profile_json
 
+pytestmark = pytest.mark.timing  # measured times and shares: run alone (see Makefile)
+
 needs_cxx = pytest.mark.skipif(cxx_compiler() is None, reason="no C++ compiler ($CXX, c++, g++, clang++): Inductor "
                                "cannot build CPU kernels (test_refuses_without_a_cpp_compiler checks this side)")
 

@@ -13,6 +13,8 @@ from advisor.techniques.dataloader import DataLoaderWorkers, PersistentWorkers, 
 from advisor.trials import _measure_benchmark
 from conftest import EXAMPLES, SCRIPTS, profile_json
 
+pytestmark = pytest.mark.timing  # measured times and shares: run alone (see Makefile)
+
 
 class Squares(Dataset):
     def __len__(self):

@@ -8,6 +8,8 @@ import pytest
 from advisor.verdict import is_gain
 from conftest import EXAMPLES, SCRIPTS, install_plugin, profile_json
 
+pytestmark = pytest.mark.timing  # measured times and shares: run alone (see Makefile)
+
 TRAPS = (SCRIPTS.parent / "plugins" / "trap_techniques.py").read_text()
 
 

@@ -18,6 +18,8 @@ from advisor.ranking import family, pairs_worth_measuring, project
 from advisor.trials import hardware, measure, trial
 from conftest import AVX2_ONLY, EXAMPLES, SCRIPTS, bf16_missing, install_plugin, profile_json
 
+pytestmark = pytest.mark.timing  # measured times and shares: run alone (see Makefile)
+
 BROKEN = textwrap.dedent('''
     import time
 

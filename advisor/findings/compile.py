@@ -7,6 +7,8 @@ from advisor.finding import FORWARD_EVENT, Finding, RunFacts
 from advisor.hookspecs import hookimpl
 
 REGION = "Torch-Compiled Region"
+#: Dynamo's own events among the top-level ops: its cache lookups, a compilation (``dynamo``), the regions
+_DYNAMO = ("TorchDynamo", "dynamo", REGION)
 
 
 def _counters(run: RunFacts) -> tuple[dict, dict]:
@@ -20,17 +22,19 @@ def graph_breaks(run: RunFacts) -> Finding | None:
     if not breaks:
         return None
     host = run.host
-    regions = host[(host["cat"] == "user_annotation") & host["name"].astype(str).str.startswith(REGION)]
+    # a compiled region is an op (torch 2.13: the ops it runs are its children) or an annotation (older torch)
+    regions = host[host["cat"].isin(("cpu_op", "user_annotation")) & host["name"].astype(str).str.startswith(REGION)]
     top = run.ops[run.ops["op_parent"] < 0]
     forward = top[run.inside(top, FORWARD_EVENT)]
-    eager = forward[~run.inside(forward, REGION)]
+    eager = forward[~forward["name"].astype(str).str.startswith(_DYNAMO) & ~run.inside(forward, REGION)]
+    per_step = len(eager) / run.steps
     reasons = "; ".join(end.get("break_reasons") or [])
     return Finding(
         id="compile_graph_breaks", title="torch.compile breaks the model into several graphs",
         evidence=(f"torch._dynamo counted {breaks} graph break{'s' if breaks != 1 else ''}"
                   + (f" ({reasons})" if reasons else "")
                   + f"; each step runs {len(regions) / run.steps:.0f} compiled regions, with "
-                  f"{len(eager) / run.steps:.0f} ops per step running eagerly between them."),
+                  f"{per_step:.0f} op{'' if round(per_step) == 1 else 's'} per step running eagerly between them."),
         severity=max(run.time_share(eager["dur"].sum()), 0.01),
         fix=("torch._dynamo.explain(model)(*inputs)   # lists each break and its reason\n"
              "# then move the breaking code (print, .item(), data-dependent Python) out of forward;\n"
