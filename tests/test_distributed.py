@@ -16,8 +16,6 @@ from advisor.tui import make_app
 from advisor.tui.widgets.rank_timeline import RankTimeline
 from conftest import CORES, EXAMPLES, no_advisor_traceback, profile_json, run_advisor
 
-pytestmark = pytest.mark.timing  # measured times and shares: run alone (see Makefile)
-
 DDP = EXAMPLES / "ddp_train.py"
 RANK_FIELDS = ("rank", "steps", "breakdown", "comm_ms", "comm_wait_ms")
 
@@ -49,6 +47,7 @@ def slow(tmp_path_factory):
     return summary
 
 
+@pytest.mark.timing  # the runs of `even` and `slow` compare ranks' times: run alone (see Makefile)
 def test_every_rank_is_recorded_with_its_communication(even):
     d = even["distributed"]
     assert (d["world_size"], d["backend"]) == (2, "gloo")
@@ -65,15 +64,18 @@ def test_every_rank_is_recorded_with_its_communication(even):
     assert timeline == {(r, s) for r in (0, 1) for s in range(5, 10)}  # the same steps on both ranks
 
 
+@pytest.mark.timing
 def test_the_progress_relay_leaves_no_named_pipe_behind(even):
     assert not [name for name in even["test_temp_left"] if name.startswith("advisor-progress-")]
 
 
+@pytest.mark.timing
 def test_no_straggler_between_equal_ranks(even):
     assert even["distributed"]["straggler"] is None
     assert "rank_straggler" not in _findings(even)
 
 
+@pytest.mark.timing
 def test_the_slowed_rank_is_the_straggler_in_its_forward(slow):
     straggler = slow["distributed"]["straggler"]
     assert straggler["rank"] == 1 and straggler["phase"] == "forward"
@@ -83,24 +85,28 @@ def test_the_slowed_rank_is_the_straggler_in_its_forward(slow):
     assert "rank_straggler" in _findings(slow)
 
 
+@pytest.mark.timing
 def test_one_bucket_is_found_and_smaller_buckets_are_not(even, slow):
     finding = next(f for f in even["findings"] if f["id"] == "ddp_bucket_size")
     assert "one bucket" in finding["evidence"] and "bucket_cap_mb=" in finding["fix"]
     assert "ddp_bucket_size" not in _findings(slow)
 
 
+@pytest.mark.timing
 def test_no_communication_bound_finding_where_computing_takes_most_of_the_step(slow):
     """The all-reduce of 5.7 MB against a step that rank 1's 50 ms make long. (No positive here: whether the
     all-reduce takes a quarter of a short step depends on how loaded the machine's cores are.)"""
     assert "ddp_communication_bound" not in _findings(slow)
 
 
+@pytest.mark.timing
 def test_show_prints_the_ranks(even):
     proc = run_advisor("show", even["run_dir"])
     assert proc.returncode == 0, proc.stderr
     assert "Ranks" in proc.stdout and "gloo, 2 ranks" in proc.stdout
 
 
+@pytest.mark.timing
 def test_tui_ranks_pane_marks_the_straggler_and_draws_every_rank(slow):
     app = make_app(slow["run_dir"])
 
@@ -141,10 +147,12 @@ def test_a_killed_rank_is_reported_by_rank_and_the_other_keeps_its_recording(tmp
     assert not shown["launcher"]["omp_num_threads_set_by_torchrun"]
 
 
+@pytest.mark.timing
 def test_accumulation_without_no_sync_is_not_found_without_it(even):
     assert "ddp_accumulation_without_no_sync" not in _findings(even)
 
 
+@pytest.mark.timing
 @pytest.mark.skipif(CORES < 2, reason="one core: two ranks of one thread each are already more threads than cores")
 def test_one_thread_per_rank_as_torchrun_sets_is_not_oversubscribed(even):
     assert "threads_oversubscribed" not in _findings(even)

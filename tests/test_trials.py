@@ -18,8 +18,6 @@ from advisor.ranking import family, pairs_worth_measuring, project
 from advisor.trials import hardware, measure, trial
 from conftest import AVX2_ONLY, EXAMPLES, SCRIPTS, bf16_missing, install_plugin, profile_json
 
-pytestmark = pytest.mark.timing  # measured times and shares: run alone (see Makefile)
-
 BROKEN = textwrap.dedent('''
     import time
 
@@ -119,6 +117,7 @@ def _measured_on_the_cnn(r):
     assert m["peak_bytes"] > 0 and m["baseline_peak_bytes"] > 0, "the step's peak memory, measured on the CPU too"
 
 
+@pytest.mark.timing  # measured speedups: run alone (see Makefile)
 def test_cnn_gets_measured_channels_last(cnn_recommendations):
     _measured_on_the_cnn(cnn_recommendations["channels_last"])
     assert cnn_recommendations["channels_last"]["measured"]["quality"]["output_rel_error"] < 1e-4
@@ -135,6 +134,7 @@ def _cites_the_measured_ratios(r, summary):
     return conv
 
 
+@pytest.mark.timing
 @pytest.mark.skipif(bf16_missing() is not None, reason=f"no bf16 instructions for torch here: {bf16_missing()} "
                     "(test_dtype_estimates_and_measures_a_slowdown_without_bf16 checks this side)")
 def test_cnn_gets_measured_dtype_where_torch_has_bf16(cnn_summary, cnn_recommendations):
@@ -145,6 +145,7 @@ def test_cnn_gets_measured_dtype_where_torch_has_bf16(cnn_summary, cnn_recommend
     assert 1e-5 < r["measured"]["quality"]["output_rel_error"] < 0.1
 
 
+@pytest.mark.timing
 def test_dtype_estimates_and_measures_a_slowdown_without_bf16(cnn_summary, tmp_path):
     """On this machine with torch as on an AVX2-only CPU (AVX2_ONLY: a no-op on such a CPU), and where torch has
     no bf16 instructions, in the plain run too: bf16 is emulated, measured slower than fp32 on the machine's own
@@ -163,6 +164,7 @@ def test_dtype_estimates_and_measures_a_slowdown_without_bf16(cnn_summary, tmp_p
     assert "(capability AVX2, ONEDNN_MAX_CPU_ISA=AVX2)" in avx2["reason"], avx2["reason"]
 
 
+@pytest.mark.timing
 def test_cnn_roofline_against_the_machines_peaks(cnn_summary):
     peaks, roof = cnn_summary["hardware"]["peaks"], cnn_summary["roofline"]
     assert peaks["device"] == "cpu" and peaks["flops_per_s"]["float32"] > 0 and peaks["bytes_per_s"] > 0
@@ -207,6 +209,7 @@ def test_bf16_counts_only_where_torch_uses_it(env):
             assert f"ONEDNN_MAX_CPU_ISA={hw['onednn_max_cpu_isa']}" in verdict.reason, verdict.reason
 
 
+@pytest.mark.timing
 def test_input_bound_example_says_no_model_side_technique_helps(tmp_path):
     from advisor.views.recommendations import bottleneck_note
 
