@@ -4,8 +4,6 @@ import pytest
 
 from conftest import EXAMPLES, profile_json
 
-pytestmark = pytest.mark.timing  # measured times and shares: run alone (see Makefile)
-
 
 def _profile(tmp_path, example, *script_args):
     proc, summary = profile_json(EXAMPLES / f"{example}.py", "--warmup", "2", "--steps", "4", "--no-measure", "--",
@@ -15,6 +13,7 @@ def _profile(tmp_path, example, *script_args):
     return summary
 
 
+@pytest.mark.timing  # the shares of the step: run alone (see Makefile)
 def test_cnn_is_convolution_bound(tmp_path):
     summary = _profile(tmp_path, "cnn_train")
     assert summary["steps"]["detection"] == "optimizer"
@@ -22,6 +21,7 @@ def test_cnn_is_convolution_bound(tmp_path):
     assert summary["hot_ops"][0]["source"].startswith("examples/cnn_train.py:")
 
 
+@pytest.mark.timing
 def test_transformer_is_matmul_bound(tmp_path):
     summary = _profile(tmp_path, "transformer_train")
     top = {op["name"] for op in summary["hot_ops"][:4]}
@@ -29,6 +29,7 @@ def test_transformer_is_matmul_bound(tmp_path):
                   "aten::_scaled_dot_product_flash_attention_for_cpu_backward"}, top
 
 
+@pytest.mark.timing
 def test_input_bound_is_data_bound(tmp_path):
     summary = _profile(tmp_path, "input_bound_train")
     shares = {phase: part["share"] for phase, part in summary["breakdown"].items()}

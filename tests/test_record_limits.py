@@ -13,8 +13,6 @@ import pytest
 
 from conftest import SCRIPTS, no_advisor_traceback, run_advisor
 
-pytestmark = pytest.mark.timing  # measured times and shares: run alone (see Makefile)
-
 NEVER_STEPS = SCRIPTS / "loops" / "never_steps.py"
 MEMORY_LIMIT_MB = 80
 #: what advisor's child holds beyond the plain script's peak besides the recording: advisor's own
@@ -65,6 +63,7 @@ def _shown(run_dir) -> str:
     return " ".join(proc.stdout.split())
 
 
+@pytest.mark.timing  # the runs of `runs` meet time and memory limits: run alone (see Makefile)
 def test_memory_limit_ends_a_recording_with_no_step_within_its_bound(runs):
     """never_steps.py (tiny tensor ops in a loop, no module, no step: its recording grows fast) under
     --record-limit-mb 80: the memory limit, not the time limit, ends the recording, analysed as ten time slices.
@@ -94,6 +93,7 @@ def test_memory_limit_ends_a_recording_with_no_step_within_its_bound(runs):
     assert runner["peak_rss_bytes"] <= bound, (runner["peak_rss_bytes"] / 2**20, runs["plain_peak_rss"] / 2**20)
 
 
+@pytest.mark.timing
 def test_time_limit_counts_from_the_start_without_module_calls(runs):
     proc, summary, runner, run_dir = runs["time"]
     assert proc.returncode == 0, proc.stderr
@@ -106,6 +106,7 @@ def test_time_limit_counts_from_the_start_without_module_calls(runs):
     assert workload["captured"] is False and "recording limit" in workload["reason"]
 
 
+@pytest.mark.timing
 def test_memory_limit_ends_the_window_and_keeps_its_steps(runs):
     proc, summary, runner, run_dir = runs["window_memory"]
     assert proc.returncode == 0, proc.stderr
@@ -119,6 +120,7 @@ def test_memory_limit_ends_the_window_and_keeps_its_steps(runs):
     assert report.returncode == 0 and f"ended after {kept} of 100000 steps" in (run_dir / "r.md").read_text()
 
 
+@pytest.mark.timing
 def test_time_limit_ends_the_window_and_the_script_goes_on(runs):
     proc, summary, runner, run_dir = runs["window_time_kept_running"]
     assert proc.returncode == 0, proc.stderr
@@ -128,6 +130,7 @@ def test_time_limit_ends_the_window_and_the_script_goes_on(runs):
     assert "because of the time limit of 1 s" in _shown(run_dir)
 
 
+@pytest.mark.timing
 def test_the_scripts_own_memory_does_not_end_the_recording(runs):
     """big_first_step.py builds a 200 MB dataset before its first step: far past the memory limit's share for
     a recording (1024 MB / 12), but stopping the recording takes little, so the script goes on to its steps."""

@@ -14,8 +14,6 @@ from advisor.technique import Context, DoesNotApply
 from advisor.techniques.attention import ScaledDotProductAttention, use_sdpa
 from conftest import EXAMPLES, profile_json
 
-pytestmark = pytest.mark.timing  # measured times and shares: run alone (see Makefile)
-
 spec = importlib.util.spec_from_file_location("gpt_train", EXAMPLES / "gpt_train.py")
 gpt_train = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(gpt_train)

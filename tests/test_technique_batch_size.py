@@ -13,8 +13,6 @@ from advisor.techniques import batch_size
 from advisor.trials import quality
 from conftest import SCRIPTS, profile_json
 
-pytestmark = pytest.mark.timing  # measured times and shares: run alone (see Makefile)
-
 GiB = 2**30
 
 

@@ -16,8 +16,6 @@ from conftest import EXAMPLES, profile_json
 sys.path.insert(0, str(EXAMPLES))
 from long_sequence_train import DeepMLP, random_batch  # noqa: E402
 
-pytestmark = pytest.mark.timing  # measured times and shares: run alone (see Makefile)
-
 #: checkpointing every block must lower the replayed step's peak by at least this share (measured: ~45 %)
 SAVED_AT_LEAST = 0.25
 

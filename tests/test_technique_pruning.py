@@ -14,8 +14,6 @@ from advisor.technique import Context, DoesNotApply
 from advisor.techniques.pruning import StructuredPruning, UnstructuredPruning, advisor_techniques
 from advisor.trials import quality
 
-pytestmark = pytest.mark.timing  # measured times and shares: run alone (see Makefile)
-
 
 def mlp():
     return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 10))
