@@ -63,7 +63,8 @@ def hot_ops(host: pd.DataFrame, events: pd.DataFrame, window_us: float, cwd: str
     ops["bytes"] = attach_bytes(ops, ops["flops"])
     types = ops["input_types"].to_numpy()
     ops["dtype"] = per_distinct(lambda i: op_dtype(types[i]), identities(ops["input_types"]))
-    ops["device_us"] = device_time(host, events).reindex(ops.index).fillna(0.0)
+    on_device = events["cat"].isin(DEVICE_CATEGORIES).any()  # a CPU run: no index lookups for a column of zeros
+    ops["device_us"] = device_time(host, events).reindex(ops.index).fillna(0.0) if on_device else 0.0
     dims = ops["input_dims"].to_numpy()
     ops["shape_text"] = per_distinct(lambda i: _shape_text(dims[i]), identities(ops["input_dims"]))
     ops["name"] = ops["name"].astype(str)

@@ -14,7 +14,7 @@ from advisor.analysis.hot_ops import DEVICE_CATEGORIES, hot_ops
 from advisor.analysis.memory import memory_summary
 from advisor.analysis.roofline import roofline, step_roofline
 from advisor.analysis.steps import breakdown, slice_table, step_stats, step_table
-from advisor.analysis.trace import COLUMNS, Trace, load_trace
+from advisor.analysis.trace import COLUMNS, Trace, load_trace, return_freed_memory
 from advisor.analysis.utilisation import utilisation
 from advisor.collectors.nvml import GPU_SAMPLES_FILE, load_gpu_samples
 from advisor.collectors.perf_stat import PERF_STAT_FILE, load_perf_stat
@@ -94,6 +94,7 @@ def trace_frames(run_dir: Path, runner: dict, meta: dict) -> TraceFrames:
         trace = dataclasses.replace(trace, events=device)
     host = annotate(events, release=True)
     del events
+    return_freed_memory()
     steps = pd.DataFrame()
     if runner.get("step_detection") == TRACE_STEPS:  # an imported trace: every step it marks
         steps = step_table(host, 0, sys.maxsize)

@@ -101,9 +101,13 @@ def load_trace(path: Path) -> Trace:
         raise RunDirError(f"{path}: trace missing") from None
     except (OSError, EOFError, ValueError, msgspec.DecodeError) as exc:
         raise RunDirError(f"{path}: corrupt trace ({exc})") from None
-    if columns.rows == 0 and columns.skipped:
-        raise RunDirError(f"{path}: corrupt trace ({'; '.join(columns.skipped)})")
-    return Trace(metadata=metadata, events=columns.frame(), skipped=columns.skipped)
+    skipped = columns.skipped
+    if columns.rows == 0 and skipped:
+        raise RunDirError(f"{path}: corrupt trace ({'; '.join(skipped)})")
+    events = columns.frame()
+    del columns
+    return_freed_memory()
+    return Trace(metadata=metadata, events=events, skipped=skipped)
 
 
 def read_metadata(path: Path) -> dict:
@@ -270,6 +274,28 @@ class _Columns:
         events = pd.DataFrame(data, columns=list(COLUMNS), copy=False)
         events["end"] = events["ts"] + events["dur"]
         return events
+
+
+def return_freed_memory() -> None:
+    """Hand back to the system the heap that freed objects leave behind (glibc's ``malloc_trim``; elsewhere nothing).
+
+    A load's batch arrays and decoded events, and the call tree's intermediate arrays, are many small blocks: freed,
+    they stay resident, and what comes next allocates large arrays elsewhere, on top of them (a 200 MB trace: 23 MB
+    held after the load, 33 MB after the call tree)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
