@@ -32,15 +32,15 @@ def _shape_text(dims) -> str:
 
 
 def device_time(host: pd.DataFrame, events: pd.DataFrame) -> pd.Series:
-    """GPU time (µs) per host op row: kernels/memcpys matched to their launch by correlation id."""
+    """GPU time (µs) of each host op row that launched GPU work (by row label; the other ops have none):
+    kernels/memcpys matched to their launch by correlation id."""
     device = events[events["cat"].isin(DEVICE_CATEGORIES)]
     launches = host[host["cat"].isin(["cuda_runtime", "cuda_driver"]) & host["correlation"].notna()]
     if device.empty or launches.empty:
-        return pd.Series(0.0, index=host.index)
+        return pd.Series(dtype=float)
     per_launch = device.groupby("correlation")["dur"].sum()
-    op_time = (launches.assign(device_us=launches["correlation"].map(per_launch).fillna(0.0))
-               .groupby("op_parent")["device_us"].sum())
-    return host.index.to_series().map(op_time).fillna(0.0)
+    return (launches.assign(device_us=launches["correlation"].map(per_launch).fillna(0.0))
+            .groupby("op_parent")["device_us"].sum())
 
 
 def _most_common(ops: pd.DataFrame, column: str) -> pd.Series:
@@ -63,8 +63,7 @@ def hot_ops(host: pd.DataFrame, events: pd.DataFrame, window_us: float, cwd: str
     ops["bytes"] = attach_bytes(ops, ops["flops"])
     types = ops["input_types"].to_numpy()
     ops["dtype"] = per_distinct(lambda i: op_dtype(types[i]), identities(ops["input_types"]))
-    on_device = events["cat"].isin(DEVICE_CATEGORIES).any()  # a CPU run: no index lookups for a column of zeros
-    ops["device_us"] = device_time(host, events).reindex(ops.index).fillna(0.0) if on_device else 0.0
+    ops["device_us"] = device_time(host, events).reindex(ops.index, fill_value=0.0)
     dims = ops["input_dims"].to_numpy()
     ops["shape_text"] = per_distinct(lambda i: _shape_text(dims[i]), identities(ops["input_dims"]))
     ops["name"] = ops["name"].astype(str)
