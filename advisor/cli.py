@@ -57,6 +57,9 @@ def _add_profile(sub) -> None:
     p.add_argument("--keep-running", action="store_true",
                    help="let the script run to its end after the recorded steps (default: stop it)")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="stop the script after S seconds")
+    p.add_argument("--with-stack", action="store_true",
+                   help="record the Python call stacks of the recorded steps too, to read them in a trace viewer "
+                        "(no analysis needs them; they slow the recorded steps and double the trace)")
     p.add_argument("--record-limit-s", type=_positive_float, default=60.0, metavar="S",
                    help="seconds one recording may last (the light one before the first step counts from the "
                         "first model call or backward); then it is saved and the script stopped (default 60)")
@@ -163,7 +166,7 @@ def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]
         is_module=launch.is_module if launch else bool(ns.module), launch=launch, warmup=ns.warmup,
         steps=ns.steps, timeout=ns.timeout, out=ns.out, blocked_plugins=_blocked(ns.plugin_options),
         no_findings=tuple(ns.no_findings),
-        script_stdout_to_stderr=ns.json, keep_running=ns.keep_running, command_line=("advisor", *argv),
+        script_stdout_to_stderr=ns.json, keep_running=ns.keep_running, with_stack=ns.with_stack, command_line=("advisor", *argv),
         techniques=_names(ns.techniques) if ns.techniques else None,
         measure=not ns.no_measure, trial_budget=ns.trial_budget, pairs=ns.pairs,
         record_limit_s=ns.record_limit_s, record_limit_mb=ns.record_limit_mb,

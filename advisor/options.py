@@ -34,6 +34,8 @@ class ProfileOptions:
     no_findings: tuple[str, ...] = ()
     script_stdout_to_stderr: bool = False
     keep_running: bool = False
+    #: ``--with-stack``: the window's trace records the Python call stacks too
+    with_stack: bool = False
     command_line: tuple[str, ...] = ()
     techniques: list[str] | None = None
     measure: bool = True
@@ -90,7 +92,7 @@ def new_meta(options: ProfileOptions, collector_status: dict) -> dict:
         "cwd": str(options.cwd or os.getcwd()),
         "settings": {"warmup": options.warmup, "steps": options.steps, "timeout": options.timeout,
                      "record_limit_s": options.record_limit_s, "record_limit_mb": options.record_limit_mb,
-                     "keep_running": options.keep_running, "blocked_plugins": list(options.blocked_plugins),
+                     "keep_running": options.keep_running, "with_stack": options.with_stack, "blocked_plugins": list(options.blocked_plugins),
                      "no_findings": list(options.no_findings)},
         "host": _host(),
         "python": sys.version.split()[0],

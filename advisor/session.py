@@ -98,6 +98,7 @@ def profile(options: ProfileOptions, on_update: ProgressListener | None = None,
 
 def _runner_args(options: ProfileOptions, trials: bool) -> list[str]:
     return [*(["--trials"] if trials else []), *(["--keep-running"] if options.keep_running else []),
+            *(["--with-stack"] if options.with_stack else []),
             *(["--techniques", ",".join(options.techniques)] if options.techniques else []),
             *(["--no-measure"] if not options.measure else []), "--trial-budget", str(options.trial_budget),
             "--pairs", options.pairs, "--record-limit-s", str(options.record_limit_s),
@@ -125,4 +126,5 @@ def _profiler_status(runner: dict | None, error: AdvisorError | None) -> dict:
         return {"available": False, "reason": f"no trace: the script ended as {runner.get('outcome')} first"}
     cuda = (runner.get("environment") or {}).get("cuda_available")
     return {"available": True,
-            "reason": "CPU ops, shapes, memory, Python stacks" + ("; CUDA kernels" if cuda else "; no CUDA device")}
+            "reason": "CPU ops, shapes, memory" + (", Python stacks" if runner.get("with_stack") else "")
+            + ("; CUDA kernels" if cuda else "; no CUDA device")}

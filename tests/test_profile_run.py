@@ -12,8 +12,8 @@ from conftest import SCRIPTS, nvidia_gpu, profile_json, run_advisor
 @pytest.fixture(scope="module")
 def cnn_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cnn")
-    proc, summary = profile_json(SCRIPTS / "tiny_cnn_train.py", "--warmup", "2", "--steps", "5", "--no-measure", "--",
-                                 "--steps", "40", tmp_path=tmp)
+    proc, summary = profile_json(SCRIPTS / "tiny_cnn_train.py", "--warmup", "2", "--steps", "5", "--no-measure",
+                                 "--with-stack", "--", "--steps", "40", tmp_path=tmp)
     return proc, summary, tmp / "run"
 
 
@@ -35,6 +35,7 @@ def test_json_contract(cnn_run):
     assert nvml["available"] is nvidia_gpu() and nvml["reason"], nvml
     if not nvidia_gpu():
         assert "no NVIDIA driver" in nvml["reason"] or "no GPU found" in nvml["reason"], nvml
+    assert "Python stacks" in summary["collectors"]["torch_profiler"]["reason"]
 
 
 def test_convolution_leads_and_points_at_the_script(cnn_run, conv_op):
@@ -68,7 +69,7 @@ def test_run_directory_layout(cnn_run):
     names = set(trace.events["name"].astype(str))
     assert {"ProfilerStep#2", "ProfilerStep#6", "advisor::forward", "advisor::backward"} <= names
     raw = json.loads((run / "trace" / "worker0.pt.trace.json").read_text())
-    assert any(e.get("cat") == "python_function" for e in raw["traceEvents"]), "Python stacks are recorded"
+    assert any(e.get("cat") == "python_function" for e in raw["traceEvents"]), "--with-stack records Python stacks"
     assert not list(run.rglob("*.tmp")) and not list(run.rglob("*.pkl"))
     assert (run / "samples.csv").exists() and (run / "hot_ops.csv").exists()
 
@@ -109,6 +110,9 @@ def test_explicit_advisor_step_overrides(tmp_path):
     assert summary["steps"]["detection"] == "explicit" and summary["steps"]["count"] == 5
     calls = {op["name"]: op["calls"] for op in summary["hot_ops"]}
     assert calls["aten::addmm"] == 10, "two optimizer steps inside each marked step"
+    trace = (tmp_path / "run" / "trace" / "worker0.pt.trace.json").read_text()
+    assert '"with_stack"' not in trace and '"python_function"' not in trace, "no Python stacks without --with-stack"
+    assert "Python stacks" not in summary["collectors"]["torch_profiler"]["reason"]
 
 
 def test_never_stepping_script_still_reports_ops(tmp_path):

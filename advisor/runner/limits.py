@@ -152,6 +152,9 @@ class Watchdog:
         self._signal = limit_signal()
         self._main = threading.main_thread().ident
         self._stop = threading.Event()
+        #: set while a recording is armed: the thread sleeps on it otherwise (a thread waking 50 times a second
+        #: beside a script that holds the GIL made each of its steps 7-13 % slower, measured on tiny ops)
+        self._polling = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self, on_trip: Callable[[], None]) -> None:
@@ -164,6 +167,7 @@ class Watchdog:
         """Stop polling; a signal still on its way is ignored."""
         self._armed = False
         self._stop.set()
+        self._polling.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
         signal.signal(self._signal, signal.SIG_IGN)
@@ -175,6 +179,7 @@ class Watchdog:
         self._recording, self._events, self._memory = recording, 0, True
         self.tripped = None
         self._armed = True
+        self._polling.set()
 
     def restart_clock(self) -> None:
         self._t0 = time.monotonic()
@@ -194,6 +199,7 @@ class Watchdog:
 
     def disarm(self) -> None:
         self._armed = False
+        self._polling.clear()
         self.tripped = None
 
     def state(self) -> dict:
@@ -222,7 +228,7 @@ class Watchdog:
         return None
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while self._polling.wait() and not self._stop.wait(self.interval):
             if not self._armed or self.tripped is not None:
                 continue
             try:

@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--module", action="store_true")
     parser.add_argument("--keep-running", action="store_true")
+    parser.add_argument("--with-stack", action="store_true", help="record Python stacks in the window's trace")
     parser.add_argument("--trials", action="store_true")
     parser.add_argument("--techniques", default=None)
     parser.add_argument("--no-measure", action="store_true")
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_json(run_dir / RUNNER_FILE, record)
         return 1
     limits = RecordLimits(seconds=ns.record_limit_s, megabytes=ns.record_limit_mb)
-    runner = run.active = Runner(run_dir, ns.warmup, ns.steps, progress_fd, ns.keep_running, trials, live, limits)
+    runner = run.active = Runner(run_dir, ns.warmup, ns.steps, progress_fd, ns.keep_running, trials, live, limits,
+                                      with_stack=ns.with_stack)
     if ns.distributed:  # a replay of one rank's step would wait in collectives the other ranks never join
         runner.capture.failure = "a distributed run: one rank's step cannot be replayed alone"
     exit_code = 0

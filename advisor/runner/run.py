@@ -56,7 +56,7 @@ class Runner:
 
     def __init__(self, run_dir: Path, warmup: int, steps: int, progress_fd: int | None, keep_running: bool = False,
                  trials: TrialSettings | None = None, live: LiveSettings | None = None,
-                 limits: RecordLimits | None = None):
+                 limits: RecordLimits | None = None, with_stack: bool = False):
         from advisor.runner.capture import CAPTURED_STEPS, WorkloadCapture
         from advisor.runner.facts import FactRecorder
         from advisor.runner.loaders import LoaderWatch
@@ -64,7 +64,7 @@ class Runner:
         from advisor.runner.window import ProfilerWindow
 
         self.run_dir = run_dir
-        self.window = ProfilerWindow(run_dir, warmup, steps)
+        self.window = ProfilerWindow(run_dir, warmup, steps, with_stack)
         self.detector = StepDetector(self._boundary, self._restart)
         self.capture = self.detector.capture = WorkloadCapture()
         self.facts = self.detector.facts = FactRecorder()
@@ -253,6 +253,7 @@ class Runner:
                   "boundaries": len(self.boundary_times_ns),
                   "warmup": self.window.warmup, "steps_requested": self.window.steps,
                   "recorded_steps": self.window.recorded_steps, "trace_written": self.window.trace_written,
+                  "with_stack": getattr(self.window, "with_stack", False),
                   "window_cpu_seconds": self.window.window_cpu_seconds,
                   "window_wall_seconds": self.window.window_wall_seconds,
                   "record_limit": self.limit, "time_slices": TIME_SLICE_COUNT if self.sliced else None,
