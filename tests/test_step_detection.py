@@ -127,3 +127,38 @@ def test_hooks_are_removed():
         assert torch.autograd.grad is not grad and torch.amp.GradScaler.step is not scaler_step
     assert (nn.Module.__call__, torch.autograd.backward, torch.autograd.grad, torch.amp.GradScaler.step) == (
         call, backward, grad, scaler_step)
+
+
+def test_settled_detector_leaves_model_calls_alone_and_still_counts_steps():
+    """Once the window's work is done (``--keep-running``), model calls stop going through advisor's wrapper;
+    in ``module`` mode the pacing model's class alone keeps a light one, so its calls still end steps."""
+    original = nn.Module.__call__
+    model, other = nn.Sequential(nn.Linear(16, 16), nn.ReLU()), nn.Linear(16, 4)
+    x, _ = _data()
+    with detecting() as (recorder, detector), torch.no_grad():
+        for _ in range(3):
+            model(x)
+        assert detector.mode == "module" and len(recorder.boundaries) == 2
+        detector.settle()
+        assert nn.Module.__call__ is original, "no wrapper on every module call"
+        for _ in range(4):
+            model(x)
+            other(x)
+        assert recorder.boundaries == ["module"] * 6, "the pacing model's calls, not the other model's"
+    assert "__call__" not in vars(nn.Sequential), "the light wrapper is gone with the detector"
+
+
+def test_settled_detector_in_optimizer_mode_keeps_counting_optimizer_steps():
+    original = nn.Module.__call__
+    model = nn.Linear(16, 4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = _data()
+    with detecting() as (recorder, detector):
+        for i in range(5):
+            if i == 2:
+                detector.settle()
+                assert nn.Module.__call__ is original
+            optimizer.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    assert detector.mode == "optimizer" and recorder.boundaries == ["optimizer"] * 5

@@ -161,6 +161,8 @@ class Runner:
             safely(write_peaks, self)
         if self.window.recorded_steps > 0 and self.trials is not None:
             safely(self.run_trials)
+        if self._keep_running and self.live is None:
+            self.detector.settle()
 
     # -- recording limits ---------------------------------------------------------------------
     def after_limit(self) -> None:

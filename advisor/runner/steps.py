@@ -96,6 +96,8 @@ class StepDetector:
         self.mode: str | None = None
         self._pacing_optimizer: int | None = None
         self._pacing_module: int | None = None
+        self._pacing_class: type | None = None
+        self._module_call = torch.nn.Module.__call__
         self._depth = 0
         self._backward_depth = 0
         self._backward_seen = False
@@ -137,7 +139,7 @@ class StepDetector:
         self._install_grad_scaler()
 
     def _install_module_call(self) -> None:
-        module_call = torch.nn.Module.__call__
+        module_call = self._module_call = torch.nn.Module.__call__
         detector = self
         is_compiling = torch.compiler.is_compiling
 
@@ -248,6 +250,31 @@ class StepDetector:
         while self._undo:
             self._undo.pop()()
 
+    def settle(self) -> None:
+        """The window's work is done and the script goes on: from now on only the step boundaries are wanted.
+
+        Model calls stop going through advisor's wrapper (0.7 µs more on every module call: 5-10 % of a step of
+        tiny ops); in ``module`` mode, the pacing model's class alone keeps a light one that ends the steps. With no
+        mode found yet, or a pacing class with a ``__call__`` of its own, the whole wrapper stays."""
+        module_call, pacing = self._module_call, self._pacing_class
+        if self.mode is None or self.mode == MODULE and (pacing is None or "__call__" in vars(pacing)):
+            return
+        torch.nn.Module.__call__ = module_call
+        if self.mode != MODULE:
+            return
+        detector = self
+        is_compiling = torch.compiler.is_compiling
+
+        @functools.wraps(module_call)
+        def advisor_pacing_call(self, *args, **kwargs):
+            result = module_call(self, *args, **kwargs)
+            if id(self) == detector._pacing_module and not detector.paused and not is_compiling():
+                detector._on_boundary(MODULE)
+            return result
+
+        pacing.__call__ = advisor_pacing_call
+        self._undo.append(lambda: vars(pacing).get("__call__") is advisor_pacing_call and delattr(pacing, "__call__"))
+
     # -- boundaries ---------------------------------------------------------------------------
     def explicit_step(self) -> None:
         """The script called ``advisor.step()``: from now on only these calls end steps, counted afresh."""
@@ -310,7 +337,7 @@ class StepDetector:
         calls = self._module_calls[id(module)] = self._module_calls.get(id(module), 0) + 1
         if calls >= 2:
             self.mode = MODULE
-            self._pacing_module = id(module)
+            self._pacing_module, self._pacing_class = id(module), type(module)
             self._module_calls.clear()
             self._on_boundary(MODULE)
 
