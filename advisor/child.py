@@ -28,7 +28,7 @@ GRACE_SECONDS = 15.0
 #: ``(steps_done, step detection mode, window done, elapsed seconds, activity)``, while the script runs
 ProgressListener = Callable[[int, "str | None", bool, float, "str | None"], None]
 #: the child's stages (see :meth:`ScriptProcess.watch`)
-LAUNCHED, SAVED = "launched", "saved"
+LAUNCHED, RECORDED, SAVED = "launched", "recorded", "saved"
 _NOISE = ("USDT:", "Memory block of unknown size was allocated before the profiling started")
 #: how a wrapper such as ``perf stat`` reports that the script's interpreter died of a signal (``psignal``);
 #: it then exits with 0 itself
@@ -108,6 +108,8 @@ class _ProgressReader(threading.Thread):
         self.steps = 0
         self.mode: str | None = None
         self.window_done = False
+        #: the child has recorded its window and waits for its summary: its runner record then
+        self.recorded: dict | None = None
         #: the child has saved its record (``runner.json``): what is left is its exit
         self.saved = False
         self.trial: str | None = None
@@ -124,6 +126,8 @@ class _ProgressReader(threading.Thread):
                 self.mode = event.get("mode")
             elif event.get("event") == "window_done":
                 self.window_done = True
+            elif event.get("event") == RECORDED:
+                self.recorded = event.get("runner") or {}
             elif event.get("event") == "saved":
                 self.saved = True
             elif event.get("event") == "limit":
@@ -136,9 +140,9 @@ class ScriptProcess:
     """The script's process group, in a session of its own: stopped by SIGINT, killed after a grace period."""
 
     def __init__(self, command: list[str], script_stdout_to_stderr: bool, takes_turns: bool = False,
-                 cwd: Path | None = None):
+                 cwd: Path | None = None, env: dict[str, str] | None = None):
         read_fd, write_fd = os.pipe()
-        env = {**os.environ, "ADVISOR_PROGRESS_FD": str(write_fd), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **(env or {}), "ADVISOR_PROGRESS_FD": str(write_fd), "PYTHONUNBUFFERED": "1"}
         pass_fds = [write_fd]
         self._turn_fd: int | None = None
         if takes_turns:  # the child waits for a byte on this pipe after each step (see advisor.runner.live)
@@ -221,21 +225,23 @@ class ScriptProcess:
         return self.process.returncode
 
     def watch(self, timeout: float | None, on_update: ProgressListener | None = None,
-              on_stage: Callable[[str], None] | None = None) -> int:
-        """Wait for the script to end, telling ``on_update`` how it goes and ``on_stage`` its stages (``launched``,
-        then ``saved`` once the child has saved its record); enforce ``timeout``; return its exit code."""
-        on_stage = on_stage or (lambda stage: None)
-        on_stage(LAUNCHED)
-        saved = False
+              on_stage: Callable[[str, dict | None], None] | None = None) -> int:
+        """Wait for the script to end, telling ``on_update`` how it goes and ``on_stage`` its stages (``launched``;
+        ``recorded``, with the runner's record then, once the window is recorded and the runner waits for its
+        summary; ``saved`` once the child has saved its record); enforce ``timeout``; return its exit code."""
+        on_stage = on_stage or (lambda stage, record: None)
+        on_stage(LAUNCHED, None)
+        told: set[str] = set()
         t0 = time.monotonic()
         while self.supervise(time.monotonic() - t0, timeout):
-            time.sleep(0.05)
+            time.sleep(0.01 if self.progress.recorded is not None and RECORDED not in told else 0.05)
             if on_update is not None:
                 on_update(self.progress.steps, self.progress.mode, self.progress.window_done,
                           time.monotonic() - t0, self.progress.trial)
-            if self.progress.saved and not saved:
-                saved = True
-                on_stage(SAVED)
+            for stage, record in ((RECORDED, self.progress.recorded), (SAVED, None)):
+                if stage not in told and (record is not None if stage == RECORDED else self.progress.saved):
+                    told.add(stage)
+                    on_stage(stage, record)
         return self.finish()
 
 

@@ -177,7 +177,7 @@ def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]
         return _apply(options, ns, err)
     early = EarlyAnalysis()
     with RunProgress(err.is_terminal, options.warmup, options.steps, options.keep_running) as progress:
-        result = profile(options, on_update=progress.update, on_stage=early.on_stage)
+        result = profile(options, on_update=progress.update, on_stage=early.on_stage, child_env=early.environment())
     from advisor.pipeline import analyse_run
 
     error = result.error

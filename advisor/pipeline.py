@@ -41,6 +41,14 @@ def analyse_recording(run_dir: Path, runner: dict) -> dict:
     return summarize(analyse(Path(run_dir), runner=runner))
 
 
+def recording_summary(run_dir: Path, runner: dict) -> tuple[dict, TraceFrames]:
+    """:func:`analyse_recording`'s summary, made outside the child, and the trace's frames it was made from (for
+    :func:`analyse_run` to take)."""
+    run_dir = Path(run_dir)
+    frames = trace_frames(run_dir, runner, load_meta(run_dir))
+    return summarize(analyse(run_dir, runner=runner, frames=frames)), frames
+
+
 def recording_frames(run_dir: Path) -> TraceFrames:
     """The trace's frames of a run whose child has saved its record, for :func:`analyse_run` to take."""
     run_dir = Path(run_dir)

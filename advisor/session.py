@@ -54,14 +54,14 @@ def _collectors(options: ProfileOptions, run_dir: Path) -> tuple[list[Collector]
 
 
 def profile(options: ProfileOptions, on_update: ProgressListener | None = None,
-            on_stage: Callable[[str, Path], None] | None = None) -> RunResult:
+            on_stage: Callable[[str, Path, dict | None], None] | None = None,
+            child_env: dict[str, str] | None = None) -> RunResult:
     """Run the target under the collectors; return the run directory, its metadata and any error.
 
     ``on_update(steps_done, mode, window_done, elapsed_s, activity)`` is called while the script runs,
     from the calling thread (``profile`` may run in any thread; only the main one handles Ctrl-C);
-    ``on_stage(stage, run_dir)`` at the child's stages (see :meth:`advisor.child.ScriptProcess.watch`; not in a
-    distributed run).
-    """
+    ``on_stage(stage, run_dir, record)`` at the child's stages (see :meth:`advisor.child.ScriptProcess.watch`; not
+    in a distributed run); ``child_env`` is added to the child's environment (see :mod:`advisor.early_analysis`)."""
     check_target(options)
     run_dir = new_run_dir(options.out, options.target)
     collectors, collector_status = _collectors(options, run_dir)
@@ -75,12 +75,12 @@ def profile(options: ProfileOptions, on_update: ProgressListener | None = None,
         command = launch.command(command, str(run_dir / LAUNCH_FILE))
     for collector in collectors:
         command = collector.wrap_command(command, run_dir)
-    process = distributed_run.LaunchedProcess if launch else ScriptProcess
-    child = process(command, options.script_stdout_to_stderr, cwd=options.cwd)
+    child = distributed_run.LaunchedProcess(command, options.script_stdout_to_stderr, cwd=options.cwd) if launch \
+        else ScriptProcess(command, options.script_stdout_to_stderr, cwd=options.cwd, env=child_env)
     started_collectors = _start(collectors, child, run_dir, collector_status)
     with sigint_to(child.on_sigint):
         returncode = child.watch(options.timeout, on_update) if launch else \
-            child.watch(options.timeout, on_update, on_stage and (lambda stage: on_stage(stage, run_dir)))
+            child.watch(options.timeout, on_update, on_stage and (lambda stage, record: on_stage(stage, run_dir, record)))
     for collector in started_collectors:
         try:
             collector.stop()

@@ -19,21 +19,38 @@ def early_run(tmp_path_factory):
     stages = []
     early = EarlyAnalysis()
 
-    def on_stage(stage, run_dir):
+    def on_stage(stage, run_dir, record=None):
         stages.append(stage)
-        early.on_stage(stage, run_dir)
+        early.on_stage(stage, run_dir, record)
 
     options = ProfileOptions(target=str(SCRIPTS / "tiny_cnn_train.py"), args=["--steps", "12"], warmup=2, steps=3,
                              measure=False, out=tmp_path_factory.mktemp("early") / "run")
-    result = profile(options, on_stage=on_stage)
+    result = profile(options, on_stage=on_stage, child_env=early.environment())
     assert result.error is None
     return stages, result.run_dir, early.frames()
 
 
 def test_the_child_says_when_it_has_saved_its_record(early_run):
     stages, run_dir, frames = early_run
-    assert stages == ["launched", "saved"]
+    assert stages == ["launched", "recorded", "saved"]
     assert frames is not None and frames.steps["step"].tolist() == [2, 3, 4]
+
+
+def test_the_runner_trials_on_the_summary_made_by_advisors_process(early_run):
+    """The runner asked for the recording's summary instead of analysing it (pandas never imported in the script's
+    process for it); the answer's file is gone, and the summary it got is the one the run's analysis makes."""
+    _, run_dir, frames = early_run
+    trials = json.loads((run_dir / "trials.json").read_text())
+    assert trials["analysed_by"] == "advisor"
+    assert not (run_dir / ".recording_summary.json").exists()
+    assert trials["techniques"] and all(not t["status"].startswith("broken") for t in trials["techniques"])
+
+
+def test_a_runner_with_no_one_to_ask_analyses_the_recording_itself(tmp_path):
+    options = ProfileOptions(target=str(SCRIPTS / "tiny_mlp_infer.py"), args=["12"], warmup=2, steps=2,
+                             measure=False, out=tmp_path / "run")
+    assert profile(options).error is None
+    assert json.loads((tmp_path / "run" / "trials.json").read_text())["analysed_by"] == "runner"
 
 
 def test_the_run_takes_the_frames_made_while_the_child_exited(early_run, monkeypatch):

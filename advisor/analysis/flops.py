@@ -147,23 +147,37 @@ def attach_flops(ops: pd.DataFrame) -> pd.Series:
     counted = per_distinct(lambda i: op_flops(str(names[name_codes[i]]), dims[i], scalars[i]), name_codes.astype(np.int64),
                            identities(ops["input_dims"]), identities(ops["concrete_inputs"]))
     flops = pd.Series(counted, index=ops.index, dtype=float)
-    counted = flops[flops.notna() & (ops["name"].astype(str) == "aten::convolution")]
-    if counted.empty:
+    values = flops.to_numpy(copy=True)
+    convs = ~np.isnan(values) & (ops["name"] == "aten::convolution").to_numpy()
+    if not convs.any():
         return flops
-    children = ops[ops["op_parent"] >= 0]
-    descendants: dict[int, list[int]] = {}
-    parent_of = children["op_parent"].to_dict()
-    for label in children.index:
-        node = parent_of[label]
-        while node >= 0:
-            descendants.setdefault(node, []).append(label)
-            node = parent_of.get(node, -1)
-    for label, value in counted.items():
-        kids = descendants.get(label)
-        if not kids:
-            continue
-        target = ops.loc[kids, "self_us"].idxmax()
-        if ops.at[target, "self_us"] > ops.at[label, "self_us"]:
-            flops[target] = np.nansum([flops.get(target, np.nan), value])
-            flops[label] = np.nan
-    return flops
+    owner = _nearest_ancestor(ops.index.get_indexer(ops["op_parent"].to_numpy()), convs)
+    kids = np.flatnonzero(owner >= 0)
+    if not kids.size:
+        return flops
+    self_us = ops["self_us"].to_numpy()
+    order = kids[np.lexsort((-self_us[kids], owner[kids]))]  # by convolution, the longest first (stable: first seen)
+    best = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
+    conv = owner[best]
+    move = self_us[best] > self_us[conv]
+    best, conv = best[move], conv[move]
+    values[best] = np.where(np.isnan(values[best]), 0.0, values[best]) + values[conv]
+    values[conv] = np.nan
+    return pd.Series(values, index=ops.index)
+
+
+def _nearest_ancestor(parent: np.ndarray, marked: np.ndarray) -> np.ndarray:
+    """For each row position, the position of its nearest ancestor that is ``marked`` (-1: none); ``parent`` holds
+    each row's parent position (-1: none). One vectorised step per level of the call tree."""
+    owner = np.full(len(parent), -1, dtype=np.int64)
+    above = parent.astype(np.int64, copy=True)
+    while True:
+        walking = np.flatnonzero(above >= 0)
+        if not walking.size:
+            return owner
+        reached = above[walking]
+        hit = marked[reached]
+        owner[walking[hit]] = reached[hit]
+        above[walking[hit]] = -1
+        going = walking[~hit]
+        above[going] = parent[above[going]]

@@ -24,14 +24,19 @@ def run_trials(run_dir: Path, runner_record: dict, workload, not_reproduced: str
                report: Callable[..., None]) -> None:
     """Ask, estimate, measure and rank every technique; write ``trials.json``. ``report(event=...)`` tells the
     session which trial runs."""
-    from advisor.pipeline import analyse_recording
+    from advisor.early_analysis import served_summary
     from advisor.plugins import collect, plugin_manager
     from advisor.ranking import pairs_worth_measuring, project, rank, replayed_share
     from advisor.roofcheck import flag_suspects
     from advisor.technique import Context, Technique
     from advisor.trials import broken_plugin, hardware, trial
 
-    summary = analyse_recording(run_dir, runner_record)
+    summary = served_summary(run_dir, runner_record, report)
+    analysed_by = "advisor" if summary is not None else "runner"
+    if summary is None:
+        from advisor.pipeline import analyse_recording
+
+        summary = analyse_recording(run_dir, runner_record)
     workload_info = read_json(run_dir / WORKLOAD_FILE, "workload")
     if settings.measure and workload is not None and not_reproduced is None:
         workload_info = {**workload_info, "batch_that_fits": _batch_that_fits(workload)}
@@ -61,7 +66,7 @@ def run_trials(run_dir: Path, runner_record: dict, workload, not_reproduced: str
     project(records, summary, training)
     share = replayed_share(summary, training)
     flag_suspects(records, summary, share, {t.name for t in techniques if getattr(t, "changes_flops", False)})
-    atomic_write_json(run_dir / TRIALS_FILE, {"measured": measure, "replayed_share": share,
+    atomic_write_json(run_dir / TRIALS_FILE, {"measured": measure, "analysed_by": analysed_by, "replayed_share": share,
                                               "batch_that_fits": workload_info.get("batch_that_fits"),
                                               "techniques": rank(records)})
 
