@@ -1,7 +1,7 @@
 """Large traces: time and peak RSS of `advisor analyze` against `json.load` + pandas and Holistic Trace Analysis.
 
-A real trace of an example (recorded here by `advisor profile`) is grown to about 100 MB, 500 MB and
-1 GB by repeating its recorded steps with shifted timestamps (kineto's own layout, line for line). On
+A real trace of an example (recorded here by `advisor profile --with-stack`; `--no-stack`: without) is
+grown to about 100 MB, 500 MB and 1 GB by repeating its recorded steps with shifted timestamps (kineto's own layout, line for line). On
 each size, one after another and each in its own process: `advisor analyze` (the whole command: load,
 analysis, findings, summary written), `json.load` + `pandas.DataFrame` of the events (loading alone,
 no analysis), and Holistic Trace Analysis 0.5 (`TraceAnalysis` loading the trace, then its breakdown of
@@ -10,7 +10,7 @@ benchmarks/.venv-hta, created on first use (`pip install holistictraceanalysis==
 dependency of advisor. A tool whose projected peak would pass --max-gb (or the free memory) is skipped,
 and the table says so.
 
-    python benchmarks/trace_scale.py [--sizes-mb 100 500 1000] [--example transformer_train] [--no-hta]
+    python benchmarks/trace_scale.py [--sizes-mb 100 500 1000] [--example transformer_train] [--no-hta] [--no-stack]
 """
 
 from __future__ import annotations
@@ -52,11 +52,11 @@ print(len(trace), len(by_name))
 """
 
 
-def record_base(example: str, work: Path) -> Path:
-    """A real trace of ``example``: `advisor profile` with 10 recorded steps."""
+def record_base(example: str, work: Path, with_stack: bool) -> Path:
+    """A real trace of ``example``: `advisor profile` with 10 recorded steps (and the Python stacks: ``with_stack``)."""
     out = work / "base"
     subprocess.run([sys.executable, "-m", "advisor", "profile", "--no-measure", "--warmup", "3", "--steps", "10",
-                    "--out", str(out), str(ROOT / "examples" / f"{example}.py")],
+                    *(["--with-stack"] if with_stack else []), "--out", str(out), str(ROOT / "examples" / f"{example}.py")],
                    check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return out / "trace" / "worker0.pt.trace.json"
 
@@ -147,6 +147,9 @@ def main() -> None:
     parser.add_argument("--sizes-mb", type=int, nargs="+", default=[100, 500, 1000])
     parser.add_argument("--example", default="transformer_train")
     parser.add_argument("--no-hta", action="store_true", help="leave Holistic Trace Analysis out")
+    parser.add_argument("--no-stack", action="store_true",
+                        help="grow a trace recorded without Python stacks (default: with them, as TensorBoard users "
+                             "often record; half of such a trace's bytes are the stacks' events, which advisor skips)")
     parser.add_argument("--max-gb", type=float, default=8.0, help="skip a tool projected to peak above this")
     parser.add_argument("--keep", type=Path, default=None, help="keep the grown traces in this directory")
     args = parser.parse_args()
@@ -154,7 +157,7 @@ def main() -> None:
     hta = None if args.no_hta else hta_python()
     work = Path(tempfile.mkdtemp(prefix="trace-scale-"))
     try:
-        base = record_base(args.example, work)
+        base = record_base(args.example, work, not args.no_stack)
         print(f"base: a real trace of examples/{args.example}.py, {base.stat().st_size / 1e6:.0f} MB; "
               f"load at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
         rows = []
