@@ -58,6 +58,33 @@ def test_psutil_sampler_on_real_process_tree(tmp_path):
     assert (samples["sys_mem_total_bytes"] >= samples["sys_mem_used_bytes"]).all()
 
 
+LATE_WORKER = textwrap.dedent(
+    """
+    import subprocess, sys, time
+    time.sleep(0.3)
+    burn = "import time\\nend = time.process_time() + 1.2\\nwhile time.process_time() < end: pass"
+    subprocess.run([sys.executable, "-c", burn])
+    time.sleep(0.3)
+    """
+)
+
+
+def test_psutil_sampler_counts_a_worker_from_its_start_though_it_looks_for_new_processes_once_a_second(tmp_path):
+    """The tree is searched for new processes every second only; a worker started between two searches still
+    counts from its creation (a worker that only served as a baseline would lose what it ran before)."""
+    sampler = PsutilSampler(interval=0.1)
+    proc = subprocess.Popen([sys.executable, "-c", LATE_WORKER])
+    sampler.start(CollectorContext(pid=proc.pid, run_dir=tmp_path))
+    try:
+        proc.wait(timeout=20)
+    finally:
+        sampler.stop()
+    samples = load_samples(tmp_path / "samples.csv")
+    seconds = (samples["cpu_percent"] / 100 * samples["time"].diff().fillna(0.1)).sum()
+    assert seconds > 1.0, f"{seconds:.2f} CPU-seconds counted of the worker's 1.2 and more"
+    assert samples["num_procs"].max() == 2
+
+
 def test_psutil_sampler_writes_header_when_process_already_gone(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()

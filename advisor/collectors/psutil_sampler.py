@@ -23,6 +23,9 @@ COLUMNS = (
     "sys_mem_available_bytes",
     "sys_mem_total_bytes",
 )
+#: seconds between two looks for the tree's new processes (a look reads every process's parent: 3 ms with 66
+#: processes, more on a busy machine); between them, the processes known are sampled
+SCAN_EVERY_S = 1.0
 _INT_COLUMNS = ("rss_bytes", "num_procs", "sys_mem_used_bytes", "sys_mem_available_bytes", "sys_mem_total_bytes")
 
 
@@ -37,8 +40,8 @@ class PsutilSampler(SamplingCollector):
 
     ``cpu_percent`` is the CPU time the whole tree used between two samples over the wall time between
     them (100 = one core busy). It is computed from per-process CPU times kept by pid, so a process that
-    appears between two samples counts from its creation, and one seen for the first time that was
-    already running before the previous sample only serves as a baseline. CPU a process used after the
+    appears between two looks for new processes (every :data:`SCAN_EVERY_S`) counts from its creation; those
+    found at the first look only serve as baselines. CPU a process used after the
     last sample before it vanished is not seen. The first pass in :meth:`start` only primes the
     baselines; every row has a defined ``cpu_percent``.
     """
@@ -54,8 +57,9 @@ class PsutilSampler(SamplingCollector):
         self._psutil = None
         self._root = None
         self._tracked: dict[int, _Tracked] = {}
-        self._last_wall: float | None = None
         self._last_mono: float | None = None
+        self._scanned_once = False
+        self._next_scan = 0.0
 
     def check(self) -> Availability:
         try:
@@ -82,15 +86,17 @@ class PsutilSampler(SamplingCollector):
         row = self._measure()
         return [row] if row is not None else []
 
-    def _tree(self) -> list:
+    def _tree(self, mono: float) -> list:
         psutil = self._psutil
         procs = {}
         if self._root is not None:
             try:
                 if self._root.is_running():
                     procs[self._root.pid] = self._root
-                    for child in self._root.children(recursive=True):
-                        procs[child.pid] = child
+                    if mono >= self._next_scan:
+                        self._next_scan = mono + SCAN_EVERY_S
+                        for child in self._root.children(recursive=True):
+                            procs[child.pid] = child
             except psutil.Error:
                 pass
         for pid, tracked in self._tracked.items():
@@ -108,7 +114,8 @@ class PsutilSampler(SamplingCollector):
         cpu_delta = 0.0
         rss = 0
         seen: dict[int, _Tracked] = {}
-        for proc in self._tree():
+        scanned = mono >= self._next_scan
+        for proc in self._tree(mono):
             pid = proc.pid
             cached = self._tracked.get(pid)
             if cached is not None and cached.process == proc:
@@ -119,19 +126,19 @@ class PsutilSampler(SamplingCollector):
                 with proc.oneshot():
                     times = proc.cpu_times()
                     mem = proc.memory_info()
-                    created = proc.create_time()
             except psutil.Error:
                 continue
             cpu_seconds = times.user + times.system
             if cached is not None:
                 cpu_delta += max(0.0, cpu_seconds - cached.cpu_seconds)
-            elif self._last_wall is not None and created >= self._last_wall:
+            elif self._scanned_once:  # not there at the previous look: new since (create times are too coarse)
                 cpu_delta += cpu_seconds
             seen[pid] = _Tracked(proc, cpu_seconds)
             rss += mem.rss
         self._tracked = seen
+        self._scanned_once = self._scanned_once or scanned
         previous_mono = self._last_mono
-        self._last_wall, self._last_mono = wall, mono
+        self._last_mono = mono
         if not seen or previous_mono is None:
             return None
         elapsed = mono - previous_mono
