@@ -117,44 +117,36 @@ def identities(column: pd.Series) -> np.ndarray:
     return np.fromiter(map(id, column.to_numpy()), dtype=np.int64, count=len(column))
 
 
-def per_distinct(fn, *keys: np.ndarray) -> np.ndarray:
-    """``fn(row)`` for every row position, called once per distinct combination of ``keys`` (equal-length
-    integer arrays)."""
-    n = len(keys[0])
+def signatures(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of each row's combination of ``keys`` (equal-length integer arrays), numbered in order of first
+    appearance, and each code's first row: what is worked out once per distinct call, not once per row."""
+    n = len(keys[0]) if keys else 0
     if not n:
-        return np.empty(0, dtype=object)
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     codes = np.zeros(n, dtype=np.int64)
     for key in keys:  # hashed, not sorted: linear in the rows
         part, uniques = pd.factorize(key)
         codes = pd.factorize(codes * len(uniques) + part)[0]
     first = np.empty(int(codes.max()) + 1, dtype=np.int64)
     first[codes[::-1]] = np.arange(n - 1, -1, -1)
-    results = np.empty(len(first), dtype=object)
-    for k, row in enumerate(first):
-        results[k] = fn(row)
-    return results[codes]
+    return codes, first
 
 
-def attach_flops(ops: pd.DataFrame) -> pd.Series:
-    """FLOPs per op row, moved to the op that spends the time.
+def move_convolution_flops(ops: pd.DataFrame, flops: np.ndarray) -> np.ndarray:
+    """``flops`` (one value per op row) with each ``aten::convolution``'s moved to the op that spends its time.
 
     ``aten::convolution`` spends its time in a backend child (``aten::mkldnn_convolution`` on the
-    CPU, cuDNN on the GPU): its FLOPs go to its child with the largest self time, so that FLOPs and
+    CPU, cuDNN on the GPU): its FLOPs go to its descendant with the largest self time, so that FLOPs and
     self time sit on the same row and FLOP/s are meaningful.
     """
-    name_codes, names = pd.factorize(ops["name"])
-    dims, scalars = ops["input_dims"].to_numpy(), ops["concrete_inputs"].to_numpy()
-    counted = per_distinct(lambda i: op_flops(str(names[name_codes[i]]), dims[i], scalars[i]), name_codes.astype(np.int64),
-                           identities(ops["input_dims"]), identities(ops["concrete_inputs"]))
-    flops = pd.Series(counted, index=ops.index, dtype=float)
-    values = flops.to_numpy(copy=True)
+    values = flops.copy()
     convs = ~np.isnan(values) & (ops["name"] == "aten::convolution").to_numpy()
     if not convs.any():
-        return flops
+        return values
     owner = _nearest_ancestor(ops.index.get_indexer(ops["op_parent"].to_numpy()), convs)
     kids = np.flatnonzero(owner >= 0)
     if not kids.size:
-        return flops
+        return values
     self_us = ops["self_us"].to_numpy()
     order = kids[np.lexsort((-self_us[kids], owner[kids]))]  # by convolution, the longest first (stable: first seen)
     best = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
@@ -163,7 +155,7 @@ def attach_flops(ops: pd.DataFrame) -> pd.Series:
     best, conv = best[move], conv[move]
     values[best] = np.where(np.isnan(values[best]), 0.0, values[best]) + values[conv]
     values[conv] = np.nan
-    return pd.Series(values, index=ops.index)
+    return values
 
 
 def _nearest_ancestor(parent: np.ndarray, marked: np.ndarray) -> np.ndarray:

@@ -109,6 +109,7 @@ def trace_frames(run_dir: Path, runner: dict, meta: dict) -> TraceFrames:
     window_us = float(steps["duration_ms"].sum() * 1000.0) if not steps.empty else _span(host)
     peaks = read_json(run_dir / PEAKS_FILE, "machine peaks") if (run_dir / PEAKS_FILE).exists() else None
     table = roofline(hot_ops(host, device, window_us, cwd=meta.get("cwd")), peaks)
+    return_freed_memory()
     return TraceFrames(key=key, runner=runner, trace=trace, host=host, steps=steps, hot_ops=table,
                        window_us=window_us, peaks=peaks)
 

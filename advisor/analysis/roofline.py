@@ -13,7 +13,6 @@ import math
 import numpy as np
 import pandas as pd
 
-from advisor.analysis.flops import identities, per_distinct
 
 ROOFLINE_COLUMNS = ["dtype", "bytes", "intensity", "peak_flops_per_s", "attainable_flops_per_s", "roofline_fraction",
                     "bound"]
@@ -78,16 +77,12 @@ def op_dtype(types) -> str | None:
     return next((_TRACE_DTYPES[t] for t in types if t in _TRACE_DTYPES), None)
 
 
-def attach_bytes(ops: pd.DataFrame, flops: pd.Series) -> pd.Series:
-    """Bytes per op row; NaN for ops that hand their work to the ops they call (under half of their time is
-    their own) and do no counted arithmetic themselves."""
-    parents = set(ops["op_parent"].to_numpy().tolist())
-    wrapper = ops.index.isin(list(parents)) & (ops["self_us"] < 0.5 * ops["dur"]).to_numpy() & ~(flops > 0).to_numpy()
-    name_codes, names = pd.factorize(ops["name"])
-    dims, types = ops["input_dims"].to_numpy(), ops["input_types"].to_numpy()
-    values = per_distinct(lambda i: op_bytes(str(names[name_codes[i]]), dims[i], types[i]),
-                          name_codes.astype(np.int64), identities(ops["input_dims"]), identities(ops["input_types"]))
-    return pd.Series(values, index=ops.index, dtype=float).where(~wrapper)
+def own_bytes(ops: pd.DataFrame, values: np.ndarray, flops: np.ndarray) -> np.ndarray:
+    """``values`` (bytes per op row) with NaN for the ops that hand their work to the ops they call (under half of
+    their time is their own) and do no counted arithmetic themselves."""
+    parents = np.unique(ops["op_parent"].to_numpy())
+    wrapper = ops.index.isin(parents) & (ops["self_us"] < 0.5 * ops["dur"]).to_numpy() & ~(flops > 0)
+    return np.where(wrapper, np.nan, values)
 
 
 def compute_peak(peaks: dict, name: str, dtype: str | None) -> float:
