@@ -30,17 +30,22 @@ WORKLOAD = textwrap.dedent(
 )
 
 
-def test_psutil_sampler_on_real_process_tree(tmp_path):
+def _sampled(code: str, run_dir) -> tuple:
+    """A real process running ``code``, sampled by the psutil sampler until it ends; its samples."""
     sampler = PsutilSampler(interval=0.1)
     assert sampler.check().available
-    proc = subprocess.Popen([sys.executable, "-c", WORKLOAD])
-    sampler.start(CollectorContext(pid=proc.pid, run_dir=tmp_path))
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    sampler.start(CollectorContext(pid=proc.pid, run_dir=run_dir))
     try:
         proc.wait(timeout=20)
     finally:
         sampler.stop()
+    return proc, load_samples(run_dir / "samples.csv")
+
+
+def test_psutil_sampler_on_real_process_tree(tmp_path):
+    proc, samples = _sampled(WORKLOAD, tmp_path)
     assert proc.returncode == 0
-    samples = load_samples(tmp_path / "samples.csv")
     assert list(samples.columns) == [
         "time",
         "cpu_percent",
@@ -72,14 +77,7 @@ LATE_WORKER = textwrap.dedent(
 def test_psutil_sampler_counts_a_worker_from_its_start_though_it_looks_for_new_processes_once_a_second(tmp_path):
     """The tree is searched for new processes every second only; a worker started between two searches still
     counts from its creation (a worker that only served as a baseline would lose what it ran before)."""
-    sampler = PsutilSampler(interval=0.1)
-    proc = subprocess.Popen([sys.executable, "-c", LATE_WORKER])
-    sampler.start(CollectorContext(pid=proc.pid, run_dir=tmp_path))
-    try:
-        proc.wait(timeout=20)
-    finally:
-        sampler.stop()
-    samples = load_samples(tmp_path / "samples.csv")
+    _, samples = _sampled(LATE_WORKER, tmp_path)
     seconds = (samples["cpu_percent"] / 100 * samples["time"].diff().fillna(0.1)).sum()
     assert seconds > 1.0, f"{seconds:.2f} CPU-seconds counted of the worker's 1.2 and more"
     assert samples["num_procs"].max() == 2
