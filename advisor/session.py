@@ -80,7 +80,8 @@ def profile(options: ProfileOptions, on_update: ProgressListener | None = None,
     started_collectors = _start(collectors, child, run_dir, collector_status)
     with sigint_to(child.on_sigint):
         returncode = child.watch(options.timeout, on_update) if launch else \
-            child.watch(options.timeout, on_update, on_stage and (lambda stage, record: on_stage(stage, run_dir, record)))
+            child.watch(options.timeout, on_update,
+                        on_stage and (lambda stage, record: on_stage(stage, run_dir, record)))
     for collector in started_collectors:
         try:
             collector.stop()

@@ -1,10 +1,10 @@
 """Large traces: time and peak RSS of `advisor analyze` against `json.load` + pandas and Holistic Trace Analysis.
 
 A real trace of an example (recorded here by `advisor profile --with-stack`; `--no-stack`: without) is
-grown to about 100 MB, 500 MB and 1 GB by repeating its recorded steps with shifted timestamps (kineto's own layout, line for line). On
-each size, one after another and each in its own process: `advisor analyze` (the whole command: load,
-analysis, findings, summary written), `json.load` + `pandas.DataFrame` of the events (loading alone,
-no analysis), and Holistic Trace Analysis 0.5 (`TraceAnalysis` loading the trace, then its breakdown of
+grown to about 100 MB, 500 MB and 1 GB by repeating its recorded steps with shifted timestamps (kineto's
+own layout, line for line). On each size, one after another and each in its own process: `advisor
+analyze` (the whole command: load, analysis, findings, summary written), `json.load` + `pandas.DataFrame`
+of the events (loading alone, no analysis), and Holistic Trace Analysis 0.5 (`TraceAnalysis` loading the trace, then its breakdown of
 the CPU ops' time; its GPU breakdowns need GPU kernels). HTA runs in its own environment,
 benchmarks/.venv-hta, created on first use (`pip install holistictraceanalysis==0.5.0`); it is no
 dependency of advisor. A tool whose projected peak would pass --max-gb (or the free memory) is skipped,
@@ -56,7 +56,8 @@ def record_base(example: str, work: Path, with_stack: bool) -> Path:
     """A real trace of ``example``: `advisor profile` with 10 recorded steps (and the Python stacks: ``with_stack``)."""
     out = work / "base"
     subprocess.run([sys.executable, "-m", "advisor", "profile", "--no-measure", "--warmup", "3", "--steps", "10",
-                    *(["--with-stack"] if with_stack else []), "--out", str(out), str(ROOT / "examples" / f"{example}.py")],
+                    *(["--with-stack"] if with_stack else []), "--out", str(out),
+                    str(ROOT / "examples" / f"{example}.py")],
                    check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return out / "trace" / "worker0.pt.trace.json"
 

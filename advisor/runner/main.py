@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     limits = RecordLimits(seconds=ns.record_limit_s, megabytes=ns.record_limit_mb)
     runner = run.active = Runner(run_dir, ns.warmup, ns.steps, progress_fd, ns.keep_running, trials, live, limits,
-                                      with_stack=ns.with_stack)
+                                 with_stack=ns.with_stack)
     if ns.distributed:  # a replay of one rank's step would wait in collectives the other ranks never join
         runner.capture.failure = "a distributed run: one rank's step cannot be replayed alone"
     exit_code = 0

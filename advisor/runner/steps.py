@@ -73,6 +73,7 @@ def _call_site_label(depth: int):
         with torch.profiler.record_function(CALL_SITE_PREFIX + site):
             yield
 
+
 _UNLABELLED = contextlib.nullcontext()
 
 
@@ -272,8 +273,12 @@ class StepDetector:
                 detector._on_boundary(MODULE)
             return result
 
+        def undo():
+            if vars(pacing).get("__call__") is advisor_pacing_call:
+                delattr(pacing, "__call__")
+
         pacing.__call__ = advisor_pacing_call
-        self._undo.append(lambda: vars(pacing).get("__call__") is advisor_pacing_call and delattr(pacing, "__call__"))
+        self._undo.append(undo)
 
     # -- boundaries ---------------------------------------------------------------------------
     def explicit_step(self) -> None:

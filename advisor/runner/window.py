@@ -170,7 +170,7 @@ class ProfilerWindow:
             self._export(self._pre)
         elif self._window is not None:
             self._window.stop()
-        self._pre = self._window = None  # their heap stays with the process (a trim took 0.2 s), for the script to reuse
+        self._pre = self._window = None  # their heap stays for the script to reuse (a trim took 0.2 s)
 
     def _close_step_label(self) -> None:
         if self._step_label is not None:
