@@ -204,7 +204,9 @@ def test_measure_from_the_ui(store):
         await pilot.pause(0.5)
         assert app.screen.query_one("#measure-status").display
         await pilot.press("1")  # the UI answers while the script runs
+        await pilot.pause()
         assert app.screen.query_one(TabbedContent).active == "overview"
+        assert any(worker.is_running for worker in app.workers), "the tab switched while the measurement runs"
         await app.workers.wait_for_complete()
         await pilot.pause()
         await pilot.press("4")
