@@ -152,8 +152,8 @@ class Watchdog:
         self._signal = limit_signal()
         self._main = threading.main_thread().ident
         self._stop = threading.Event()
-        #: set while a recording is armed: the thread sleeps on it otherwise (a thread waking 50 times a second
-        #: beside a script that holds the GIL made each of its steps 7-13 % slower, measured on tiny ops)
+        #: set while a recording is armed: the thread sleeps on it otherwise, instead of waking 50 times a second
+        #: for the rest of the script (that cost was within this machine's noise, but it is no work of advisor's)
         self._polling = threading.Event()
         self._thread: threading.Thread | None = None
 
