@@ -255,8 +255,8 @@ class StepDetector:
         """The window's work is done and the script goes on: from now on only the step boundaries are wanted.
 
         Model calls stop going through advisor's wrapper (0.7-0.9 µs more on every module call: up to 10 % of a
-        step of tiny ops); in ``module`` mode, the pacing model's class alone keeps a light one that ends the steps. With no
-        mode found yet, or a pacing class with a ``__call__`` of its own, the whole wrapper stays."""
+        step of tiny ops); in ``module`` mode, the pacing model's class alone keeps a light one that ends the
+        steps. With no mode found yet, or a pacing class with a ``__call__`` of its own, the whole wrapper stays."""
         module_call, pacing = self._module_call, self._pacing_class
         if self.mode is None or self.mode == MODULE and (pacing is None or "__call__" in vars(pacing)):
             return
