@@ -14,12 +14,13 @@ from advisor.analysis.hot_ops import DEVICE_CATEGORIES, hot_ops
 from advisor.analysis.memory import memory_summary
 from advisor.analysis.roofline import roofline, step_roofline
 from advisor.analysis.steps import breakdown, slice_table, step_stats, step_table
-from advisor.analysis.trace import COLUMNS, Trace, load_trace, return_freed_memory
+from advisor.analysis.trace import COLUMNS, Trace, load_trace
 from advisor.analysis.utilisation import utilisation
 from advisor.collectors.nvml import GPU_SAMPLES_FILE, load_gpu_samples
 from advisor.collectors.perf_stat import PERF_STAT_FILE, load_perf_stat
 from advisor.collectors.psutil_sampler import SAMPLES_FILE, load_samples
 from advisor.errors import RunDirError
+from advisor.heap import release_memory
 from advisor.rundir import (PEAKS_FILE, RUNNER_FILE, TIME_SLICES, TRACE_STEPS, TRIALS_FILE, WORKLOAD_FILE, load_meta,
                             read_json, trace_path)
 SUMMARY_HOT_OPS = 15
@@ -94,7 +95,7 @@ def trace_frames(run_dir: Path, runner: dict, meta: dict) -> TraceFrames:
         trace = dataclasses.replace(trace, events=device)
     host = annotate(events, release=True)
     del events
-    return_freed_memory()
+    release_memory()
     steps = pd.DataFrame()
     if runner.get("step_detection") == TRACE_STEPS:  # an imported trace: every step it marks
         steps = step_table(host, 0, sys.maxsize)
@@ -109,7 +110,7 @@ def trace_frames(run_dir: Path, runner: dict, meta: dict) -> TraceFrames:
     window_us = float(steps["duration_ms"].sum() * 1000.0) if not steps.empty else _span(host)
     peaks = read_json(run_dir / PEAKS_FILE, "machine peaks") if (run_dir / PEAKS_FILE).exists() else None
     table = roofline(hot_ops(host, device, window_us, cwd=meta.get("cwd")), peaks)
-    return_freed_memory()
+    release_memory()
     return TraceFrames(key=key, runner=runner, trace=trace, host=host, steps=steps, hot_ops=table,
                        window_us=window_us, peaks=peaks)
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from advisor.errors import RunDirError
+from advisor.heap import release_memory
 from advisor.rundir import MEMORY_EVENT
 
 #: event categories kept (complete events) and the instant memory events
@@ -106,7 +107,7 @@ def load_trace(path: Path) -> Trace:
         raise RunDirError(f"{path}: corrupt trace ({'; '.join(skipped)})")
     events = columns.frame()
     del columns
-    return_freed_memory()
+    release_memory()
     return Trace(metadata=metadata, events=events, skipped=skipped)
 
 
@@ -274,28 +275,6 @@ class _Columns:
         events = pd.DataFrame(data, columns=list(COLUMNS), copy=False)
         events["end"] = events["ts"] + events["dur"]
         return events
-
-
-def return_freed_memory() -> None:
-    """Hand back to the system the heap that freed objects leave behind (glibc's ``malloc_trim``; elsewhere nothing).
-
-    A load's batch arrays and decoded events, and the call tree's intermediate arrays, are many small blocks: freed,
-    they stay resident, and what comes next allocates large arrays elsewhere, on top of them (a 200 MB trace: 23 MB
-    held after the load, 33 MB after the call tree)."""
-    global _malloc_trim
-    if _malloc_trim is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):  # not glibc
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim = None
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:

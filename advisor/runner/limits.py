@@ -25,7 +25,6 @@ thread next runs Python code (after the torch op it is in).
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import os
 import signal
@@ -35,6 +34,8 @@ import time
 from typing import Callable
 
 import psutil
+
+from advisor.heap import heap_in_use
 
 DEFAULT_SECONDS = 60.0
 DEFAULT_MEGABYTES = 1024.0
@@ -89,40 +90,6 @@ def rss_bytes() -> int:
             return int(statm.read().split()[1]) * _PAGE_SIZE
     except (OSError, ValueError, IndexError):
         return psutil.Process().memory_info().rss
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
-def _libc_function(name: str, restype):
-    try:
-        function = getattr(ctypes.CDLL(None), name)
-    except (OSError, AttributeError):  # not glibc, or too old a one (mallinfo2: glibc 2.33)
-        return None
-    function.restype = restype
-    return function
-
-
-_mallinfo2 = _libc_function("mallinfo2", _MallInfo2)
-_malloc_trim = _libc_function("malloc_trim", ctypes.c_int)
-
-
-def heap_in_use() -> int | None:
-    """Bytes that malloc has handed out and not had back (glibc), else None. Unlike the resident memory it does
-    not count freed memory that malloc keeps, which a recording's small allocations, interleaved with a
-    training step's large ones, make grow by tens of MB a step."""
-    if _mallinfo2 is None:
-        return None
-    info = _mallinfo2()
-    return info.uordblks + info.hblkhd
-
-
-def release_memory() -> None:
-    """Give freed heap memory back to the system (glibc keeps it otherwise): after a recording stops."""
-    if _malloc_trim is not None:
-        _malloc_trim(0)
 
 
 class Watchdog:

@@ -23,7 +23,8 @@ import torch
 from torch.profiler import record_function
 
 from advisor.rundir import TRACE_FILE
-from advisor.runner.limits import PRE_STEP, WINDOW, heap_in_use, release_memory, rss_bytes
+from advisor.heap import heap_in_use, release_memory
+from advisor.runner.limits import PRE_STEP, WINDOW, rss_bytes
 from advisor.rundir import STEP_PREFIX
 
 
