@@ -231,17 +231,19 @@ class ScriptProcess:
         summary; ``saved`` once the child has saved its record); enforce ``timeout``; return its exit code."""
         on_stage = on_stage or (lambda stage, record: None)
         on_stage(LAUNCHED, None)
-        told: set[str] = set()
+        recorded = saved = False
         t0 = time.monotonic()
         while self.supervise(time.monotonic() - t0, timeout):
-            time.sleep(0.01 if self.progress.recorded is not None and RECORDED not in told else 0.05)
+            time.sleep(0.01 if self.progress.recorded is not None and not recorded else 0.05)
             if on_update is not None:
                 on_update(self.progress.steps, self.progress.mode, self.progress.window_done,
                           time.monotonic() - t0, self.progress.trial)
-            for stage, record in ((RECORDED, self.progress.recorded), (SAVED, None)):
-                if stage not in told and (record is not None if stage == RECORDED else self.progress.saved):
-                    told.add(stage)
-                    on_stage(stage, record)
+            if self.progress.recorded is not None and not recorded:
+                recorded = True
+                on_stage(RECORDED, self.progress.recorded)
+            if self.progress.saved and not saved:
+                saved = True
+                on_stage(SAVED, None)
         return self.finish()
 
 

@@ -74,28 +74,32 @@ class EarlyAnalysis:
     def _work(self) -> None:
         try:
             from advisor.pipeline import recording_frames, recording_summary
-        except Exception:  # noqa: BLE001 - the run's own analysis says what is wrong
-            return
+        except Exception as exc:  # noqa: BLE001 - the run's own analysis says what is wrong
+            recording_frames = recording_summary = None
+            failure = f"{type(exc).__name__}: {exc}"
         while True:
             self._wake.wait()
             self._wake.clear()
-            if self._recorded is not None:
+            if self._recorded is not None:  # a runner waits: it is answered, whatever happens
                 record, self._recorded = self._recorded, None
-                self._answer(lambda: recording_summary(self._run_dir, record))
+                self._write(self._answer(recording_summary, record) if recording_summary else {"error": failure})
             if self._saved:
                 break
-        if self._frames is None and self._run_dir is not None:
+        if self._frames is None and self._run_dir is not None and recording_frames is not None:
             try:
                 self._frames = recording_frames(self._run_dir)
             except Exception:  # noqa: BLE001 - the run's own analysis says what is wrong
                 self._frames = None
 
-    def _answer(self, analyse: Callable) -> None:
+    def _answer(self, recording_summary: Callable, record: dict) -> dict:
+        """The recording's summary (its frames kept), or why it could not be made."""
         try:
-            summary, self._frames = analyse()
-            answer = {"summary": summary}
+            summary, self._frames = recording_summary(self._run_dir, record)
+            return {"summary": summary}
         except Exception as exc:  # noqa: BLE001 - the runner analyses the recording itself
-            answer = {"error": f"{type(exc).__name__}: {exc}"}
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
+    def _write(self, answer: dict) -> None:
         try:
             atomic_write_json(self._run_dir / ANSWER_FILE, answer)
         except OSError:

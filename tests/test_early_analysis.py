@@ -81,3 +81,24 @@ def test_frames_of_another_trace_are_not_taken(early_run, monkeypatch):
     finally:
         os.utime(trace, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert calls == [1]
+
+
+def test_a_runner_is_answered_when_the_analysis_cannot_be_imported(tmp_path, monkeypatch):
+    """advisor's process failed to import its analysis: a runner that asks still gets an answer (an error, and it
+    analyses the recording itself) instead of waiting for ever."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pipeline(name, *args, **kwargs):
+        if name == "advisor.pipeline":
+            raise ImportError("broken install")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pipeline)
+    early = EarlyAnalysis()
+    early.on_stage("launched", tmp_path)
+    early.on_stage("recorded", tmp_path, {"step_detection": "optimizer"})
+    assert early.frames() is None
+    answer = json.loads((tmp_path / ".recording_summary.json").read_text())
+    assert answer == {"error": "ImportError: broken install"}

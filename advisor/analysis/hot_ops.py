@@ -72,7 +72,6 @@ def hot_ops(host: pd.DataFrame, events: pd.DataFrame, window_us: float, cwd: str
     nbytes = own_bytes(ops, np.array([op_bytes(n, d, t) for n, d, t, _ in calls], dtype=float)[code], flops)
     self_us = ops["self_us"].to_numpy(dtype=float)
     device_us = device_time(host, events).reindex(ops.index, fill_value=0.0).to_numpy(dtype=float)
-    del dims, types, scalars
 
     order, row_of = np.unique(name_code, return_index=True)  # by name code; shown in order of first appearance
     position = np.full(len(names), -1)
