@@ -34,6 +34,11 @@ def profile_json(*args, tmp_path: Path, cwd=None, env=None) -> tuple[subprocess.
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+#: one intra-op thread for a script whose op shares a test asserts on: beside another test's process on two cores,
+#: each of torch's parallel regions of tiny ops waits for a descheduled thread (seen: gelu 8 ms a call instead of
+#: 0.04 ms), and the shares of the ops that matter fall under the techniques' thresholds
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
 def own_inductor_cache(capability: str) -> str:
     """An Inductor cache for runs at ``ATEN_CPU_CAPABILITY=capability``: Inductor's FX graph cache does not key
     on the vector ISA that setting picks (torch 2.13), so a graph cached at one capability and loaded at another

@@ -127,10 +127,12 @@ def test_tui_ranks_pane_marks_the_straggler_and_draws_every_rank(slow):
 
 def test_a_killed_rank_is_reported_by_rank_and_the_other_keeps_its_recording(tmp_path):
     """Rank 1 kills itself with SIGKILL in the window; the user's own torchrun command, wrapped. Two micro-batches
-    per step without no_sync(), and as many threads per rank as the machine has cores: rank 0's steps show both."""
+    per step without no_sync(), and as many threads per rank as the machine has cores: rank 0's steps show both.
+    Rank 1 dies at the start of step 4 (steps 2-4 recorded): it has taken part in step 3's all-reduce, so rank 0 has
+    reached step 3 and passed the first recorded step's boundary before torchrun stops it (at 3 it sometimes had not)."""
     out = tmp_path / "run"
     proc = run_advisor("profile", "--out", out, "--warmup", "2", "--steps", "3", "--", sys.executable, "-m",
-                       "torch.distributed.run", "--nproc-per-node", "2", DDP, "--crash-rank", "1", "--crash-at", "3",
+                       "torch.distributed.run", "--nproc-per-node", "2", DDP, "--crash-rank", "1", "--crash-at", "4",
                        "--accumulate", "2", env={**os.environ, "OMP_NUM_THREADS": str(CORES)})
     assert proc.returncode == 6, proc.stderr
     assert no_advisor_traceback(proc.stderr)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import EXAMPLES, profile_json, run_advisor
+from conftest import EXAMPLES, ONE_THREAD, profile_json, run_advisor
 
 PACKAGES = {"int8": ("advisor-int8", ["int8_dynamic"]), "lowrank": ("advisor-lowrank", ["lowrank_10", "lowrank_25"])}
 
@@ -26,7 +26,8 @@ def test_advisor_plugins_lists_them(installed):
 def test_profile_of_the_mlp_example_carries_measured_results_of_both(installed, tmp_path):
     names = [t for _, techniques in PACKAGES.values() for t in techniques]
     proc, summary = profile_json("--warmup", "2", "--steps", "2", "--techniques", ",".join(names), "--pairs", "none",
-                                 EXAMPLES / "mlp_infer.py", "--", "--steps", "6", tmp_path=tmp_path)
+                                 EXAMPLES / "mlp_infer.py", "--", "--steps", "6", tmp_path=tmp_path,
+                                 env=ONE_THREAD)
     assert proc.returncode == 0, proc.stderr
     records = {r["technique"]: r for r in summary["recommendations"]}
     for name in names:

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from conftest import EXAMPLES, profile_json
+from conftest import EXAMPLES, ONE_THREAD, profile_json
 from advisor.technique import OptimizerSpec, Workload
 from advisor.technique import Context, DoesNotApply
 from advisor.techniques.pruning import StructuredPruning, UnstructuredPruning, advisor_techniques
@@ -250,7 +250,8 @@ def test_verdicts_and_honest_estimates():
 
 def test_profile_measures_both_pruning_kinds(tmp_path):
     proc, _ = profile_json("--warmup", "2", "--steps", "3", "--techniques", "prune_structured_50,prune_unstructured_50",
-                           EXAMPLES / "mlp_infer.py", "--", "--steps", "5", tmp_path=tmp_path)
+                           EXAMPLES / "mlp_infer.py", "--", "--steps", "5", tmp_path=tmp_path,
+                           env=ONE_THREAD)
     assert proc.returncode == 0, proc.stderr
     trials = {r["technique"]: r for r in json.loads((tmp_path / "run" / "trials.json").read_text())["techniques"]}
     for name in ("prune_structured_50", "prune_unstructured_50"):
