@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import math
 import re
 from pathlib import Path
 
@@ -38,7 +39,8 @@ _CATEGORICAL = ("cat", "name", "ph", "pid", "tid")
 _SHARED_LISTS = ("input_dims", "input_types", "concrete_inputs")
 _NUMBERS = ("bytes", "total_allocated", "device_type", "device_id", "correlation", "external_id")
 COLUMNS = ("cat", "name", "ph", "pid", "tid", "ts", "dur", *_SHARED_LISTS, *_NUMBERS)
-_Number = int | float | None
+_Number = float | None  # absent: NaN (the decoder turns integers into floats)
+_NAN = math.nan
 _ABSENT = msgspec.Raw(b"")
 
 
@@ -46,13 +48,13 @@ class _Args(msgspec.Struct):
     input_dims: msgspec.Raw = msgspec.field(default=_ABSENT, name="Input Dims")
     input_types: msgspec.Raw = msgspec.field(default=_ABSENT, name="Input type")
     concrete_inputs: msgspec.Raw = msgspec.field(default=_ABSENT, name="Concrete Inputs")
-    bytes: _Number = msgspec.field(default=None, name="Bytes")
-    bytes_lower: _Number = msgspec.field(default=None, name="bytes")  # memcpys
-    total_allocated: _Number = msgspec.field(default=None, name="Total Allocated")
-    device_type: _Number = msgspec.field(default=None, name="Device Type")
-    device_id: _Number = msgspec.field(default=None, name="Device Id")
-    correlation: _Number = None
-    external_id: _Number = msgspec.field(default=None, name="External id")
+    bytes: _Number = msgspec.field(default=_NAN, name="Bytes")
+    bytes_lower: _Number = msgspec.field(default=_NAN, name="bytes")  # memcpys
+    total_allocated: _Number = msgspec.field(default=_NAN, name="Total Allocated")
+    device_type: _Number = msgspec.field(default=_NAN, name="Device Type")
+    device_id: _Number = msgspec.field(default=_NAN, name="Device Id")
+    correlation: _Number = _NAN
+    external_id: _Number = msgspec.field(default=_NAN, name="External id")
 
 
 class _Event(msgspec.Struct):
@@ -186,6 +188,8 @@ class _Columns:
     def __init__(self):
         self.codes: dict[str, list[np.ndarray]] = {c: [] for c in _CATEGORICAL}
         self.known: dict[str, dict[str, int]] = {c: {} for c in _CATEGORICAL}
+        #: each value as decoded (a pid may be a number or a text) ──► its code
+        self.lookup: dict[str, dict[object, int]] = {c: {} for c in _CATEGORICAL}
         self.lists: dict[str, list] = {c: [] for c in _SHARED_LISTS}
         self.shared: dict[bytes, object] = {b"": None}
         self.arrays: dict[str, list[np.ndarray]] = {c: [] for c in ("ts", "dur", *_NUMBERS)}
@@ -234,25 +238,37 @@ class _Columns:
         self._encode("cat", [e.cat if e.ph == "X" else "memory" for e in kept])
         self._encode("name", [e.name for e in kept])
         self._encode("ph", [e.ph for e in kept])
-        self._encode("pid", [str(e.pid) for e in kept])
-        self._encode("tid", [str(e.tid) for e in kept])
-        self.arrays["ts"].append(np.array([e.ts for e in kept], dtype=np.float64))
-        self.arrays["dur"].append(np.array([e.dur if e.ph == "X" else 0.0 for e in kept], dtype=np.float64))
+        self._encode("pid", [e.pid for e in kept])
+        self._encode("tid", [e.tid for e in kept])
+        arrays = self.arrays
+        arrays["ts"].append(np.array([e.ts for e in kept], dtype=np.float64))
+        arrays["dur"].append(np.array([e.dur if e.ph == "X" else 0.0 for e in kept], dtype=np.float64))
         args = [e.args or _NO_ARGS for e in kept]
-        for column in _SHARED_LISTS:
-            self.lists[column] += self._shared([bytes(getattr(a, column)) for a in args])
-        numbers = np.array([(a.bytes if a.bytes is not None else a.bytes_lower, a.total_allocated, a.device_type,
-                             a.device_id, a.correlation, a.external_id) for a in args], dtype=np.float64)
-        for k, column in enumerate(_NUMBERS):
-            self.arrays[column].append(numbers[:, k])
+        self.lists["input_dims"] += self._shared([bytes(a.input_dims) for a in args])
+        self.lists["input_types"] += self._shared([bytes(a.input_types) for a in args])
+        self.lists["concrete_inputs"] += self._shared([bytes(a.concrete_inputs) for a in args])
+        sizes = _floats([a.bytes for a in args])
+        arrays["bytes"].append(np.where(np.isnan(sizes), _floats([a.bytes_lower for a in args]), sizes))
+        arrays["total_allocated"].append(_floats([a.total_allocated for a in args]))
+        arrays["device_type"].append(_floats([a.device_type for a in args]))
+        arrays["device_id"].append(_floats([a.device_id for a in args]))
+        arrays["correlation"].append(_floats([a.correlation for a in args]))
+        arrays["external_id"].append(_floats([a.external_id for a in args]))
         self.rows += len(kept)
 
-    def _encode(self, column: str, values: list[str]) -> None:
-        """Keep ``values`` as codes into the column's names, numbered in order of first appearance."""
-        codes, uniques = pd.factorize(np.array(values, dtype=object))
-        known = self.known[column]
-        remap = np.array([known.setdefault(u, len(known)) for u in uniques], dtype=np.int32)
-        self.codes[column].append(remap[codes])
+    def _encode(self, column: str, values: list) -> None:
+        """Keep ``values`` as codes into the column's names (as text), numbered in order of first appearance."""
+        lookup = self.lookup[column]
+        codes = np.array([lookup.get(v, -1) for v in values], dtype=np.int32)
+        missing = np.flatnonzero(codes < 0)
+        if len(missing):
+            known = self.known[column]
+            for i in missing.tolist():
+                value = values[i]
+                if value not in lookup:
+                    lookup[value] = known.setdefault(str(value), len(known))
+                codes[i] = lookup[value]
+        self.codes[column].append(codes)
 
     def _shared(self, texts: list[bytes]) -> list:
         """The decoded lists, one object per distinct text (ops repeat the same shapes every step)."""
@@ -275,6 +291,10 @@ class _Columns:
         events = pd.DataFrame(data, columns=list(COLUMNS), copy=False)
         events["end"] = events["ts"] + events["dur"]
         return events
+
+
+def _floats(values: list) -> np.ndarray:
+    return np.array(values, dtype=np.float64)  # None (a JSON null) becomes NaN
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
