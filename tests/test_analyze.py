@@ -131,3 +131,23 @@ def test_bad_paths_give_one_line(tmp_path, make, message):
         [line for line in proc.stderr.splitlines() if line.strip()]
     assert message in proc.stderr and no_advisor_traceback(proc.stderr)
 
+
+
+def test_a_thread_named_by_number_and_by_text_is_one_thread_and_a_null_number_is_absent(tmp_path, traces):
+    """Writers differ: one event's ``tid`` a number, another's the same as text; a memory event's ``Bytes`` null.
+    The thread is one category, and the null reads as no number (not a broken event)."""
+    text = traces[1].read_text()
+    marker = '"traceEvents": ['
+    written = ('\n  {"ph": "X", "cat": "cpu_op", "name": "aten::mine", "pid": 1, "tid": 7, "ts": 1, "dur": 2},'
+               '\n  {"ph": "X", "cat": "cpu_op", "name": "aten::mine", "pid": 1, "tid": "7", "ts": 4, "dur": 2},'
+               '\n  {"ph": "i", "cat": "cpu_instant_event", "name": "[memory]", "pid": 1, "tid": 7, "ts": 2,'
+               ' "args": {"Bytes": null, "Total Allocated": 64, "Device Type": 0}},')
+    path = tmp_path / "writers.json"
+    path.write_text(text.replace(marker, marker + written, 1))
+    loaded = load_trace(path)
+    assert loaded.skipped == []
+    mine = loaded.events[loaded.events["pid"].astype(str) == "1"]
+    assert mine["tid"].astype(str).tolist() == ["7", "7", "7"]
+    assert [str(c) for c in loaded.events["tid"].cat.categories].count("7") == 1
+    memory = mine[mine["cat"] == "memory"].iloc[0]
+    assert memory["bytes"] != memory["bytes"] and memory["total_allocated"] == 64  # NaN, and the number beside it
