@@ -4,7 +4,7 @@ Two moments, both of them time the script's process would otherwise spend:
 
 - once the window is recorded, the runner's trials need the recording's summary. Analysing it in the script's
   process meant importing pandas there and reading the trace again later in advisor's (1.1-1.4 s of the examples'
-  runs); instead the runner asks (:func:`served_summary`), advisor's process analyses it (pandas imported there
+  runs); instead the runner asks (:func:`ask_for_summary`), advisor's process analyses it (pandas imported there
   beside the child's start) and answers through a file in the run directory, and keeps the trace's frames;
 - once the child has saved its record (``runner.json``), what is left of it is its interpreter's exit (a second
   and more with torch loaded): the trace's frames are made then, if they were not made already.
@@ -106,23 +106,28 @@ class EarlyAnalysis:
             pass
 
 
-def served_summary(run_dir: Path, record: dict, report: Callable[..., None]) -> dict | None:
-    """In the runner: the recording's summary as advisor's process made it (see the module's docstring), or None
-    when it cannot come (then the runner analyses the recording itself)."""
+def ask_for_summary(run_dir: Path, record: dict, report: Callable[..., None]) -> Callable[[], dict | None]:
+    """In the runner: ask advisor's process for the recording's summary (see the module's docstring); the function
+    returned waits for it and gives it, or None when it cannot come (then the runner analyses the recording itself).
+    What the runner does between the two runs beside advisor's analysis."""
     server = os.environ.get(SERVED_ENV)
     if not server:
-        return None
+        return lambda: None
     path = Path(run_dir) / ANSWER_FILE
     report(event=RECORDED, runner=record)
-    while not path.exists():
+
+    def answer() -> dict | None:
+        while not path.exists():
+            try:
+                os.kill(int(server), 0)
+            except (OSError, ValueError):  # advisor's process is gone
+                return None
+            time.sleep(0.01)
         try:
-            os.kill(int(server), 0)
-        except (OSError, ValueError):  # advisor's process is gone
+            answer = json.loads(path.read_text())
+            path.unlink()
+        except (OSError, ValueError):
             return None
-        time.sleep(0.01)
-    try:
-        answer = json.loads(path.read_text())
-        path.unlink()
-    except (OSError, ValueError):
-        return None
-    return answer.get("summary")
+        return answer.get("summary")
+
+    return answer

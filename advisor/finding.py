@@ -73,7 +73,9 @@ class RunFacts:
     @functools.cached_property
     def ops(self) -> pd.DataFrame:
         """The operator calls (``cat == "cpu_op"``) of :attr:`host`."""
-        return self.host[self.host["cat"] == "cpu_op"]
+        from advisor.analysis.call_tree import operator_rows
+
+        return operator_rows(self.host)
 
     @property
     def steps(self) -> int:

@@ -3,13 +3,14 @@
 import io
 import json
 
+import numpy as np
 import pytest
 import torch
 from rich.console import Console
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from advisor.analysis.call_tree import annotate
+from advisor.analysis.call_tree import annotate, operator_rows
 from advisor.analysis.flops import op_flops
 from advisor.analysis.hot_ops import hot_ops
 from advisor.analysis.steps import breakdown, step_table
@@ -64,6 +65,23 @@ def test_self_times_partition_the_top_level_ops(tmp_path):
     assert ops["self_us"].sum() == pytest.approx(top_level["dur"].sum(), rel=1e-6)
     assert (ops["self_us"] >= 0).all()
     assert set(ops["step"]) == {0, 1, 2}
+
+
+def test_operator_calls_lead_the_annotated_events_and_are_taken_without_a_copy(tmp_path):
+    """The rows of every kind keep their order (by thread, then start); the ops come first, so that their readers
+    (hot ops, every findings plugin) share the annotated frame's memory instead of copying it."""
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8))
+    events = load_trace(_record(tmp_path, lambda: model(torch.randn(16, 64)).sum().backward())).events
+    host = annotate(events)
+    by_kind = host[host["cat"] == "cpu_op"]
+    ops = operator_rows(host)
+    assert ops.index.tolist() == by_kind.index.tolist() and (host["cat"] == "memory").any()
+    assert np.shares_memory(ops["ts"].to_numpy(), host["ts"].to_numpy())
+    assert (ops.groupby("tid", observed=True)["ts"].apply(lambda t: t.is_monotonic_increasing)).all()
+    others = host.iloc[len(ops):]
+    assert others.equals(host[host["cat"] != "cpu_op"]) and not (others["cat"] == "cpu_op").any()
+    shuffled = host.sample(frac=1.0, random_state=0)  # any frame: the ops found wherever they are
+    assert operator_rows(shuffled).index.tolist() == shuffled[shuffled["cat"] == "cpu_op"].index.tolist()
 
 
 def test_steps_and_hot_ops_from_a_trace(tmp_path):

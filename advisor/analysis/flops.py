@@ -117,6 +117,9 @@ def identities(column: pd.Series) -> np.ndarray:
     return np.fromiter(map(id, column.to_numpy()), dtype=np.int64, count=len(column))
 
 
+_FEW = 1 << 12
+
+
 def signatures(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Codes of each row's combination of ``keys`` (equal-length integer arrays), numbered in order of first
     appearance, and each code's first row: what is worked out once per distinct call, not once per row."""
@@ -124,9 +127,9 @@ def signatures(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not n:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     codes = np.zeros(n, dtype=np.int64)
-    for key in keys:  # hashed, not sorted: linear in the rows
-        part, uniques = pd.factorize(key)
-        codes = pd.factorize(codes * len(uniques) + part)[0]
+    for key in keys:  # hashed, not sorted: linear in the rows; the tables sized for the few distinct calls, not n
+        part, uniques = pd.factorize(key, size_hint=_FEW)
+        codes = pd.factorize(codes * len(uniques) + part, size_hint=_FEW)[0]
     first = np.empty(int(codes.max()) + 1, dtype=np.int64)
     first[codes[::-1]] = np.arange(n - 1, -1, -1)
     return codes, first

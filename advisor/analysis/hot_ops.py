@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from advisor.analysis.call_tree import operator_rows
 from advisor.analysis.flops import identities, move_convolution_flops, op_flops, signatures
 from advisor.analysis.roofline import ROOFLINE_COLUMNS, op_bytes, op_dtype, own_bytes
 from advisor.format import display_source
@@ -58,7 +59,7 @@ def hot_ops(host: pd.DataFrame, events: pd.DataFrame, window_us: float, cwd: str
     ``share`` is the op's self time over the window's wall time; ``source`` is the line of the
     user's code under which the op spent most of its time.
     """
-    ops = host.loc[(host["cat"] == "cpu_op").to_numpy(), list(_OP_COLUMNS)]  # a copy of what is read, not of all
+    ops = operator_rows(host)[list(_OP_COLUMNS)]
     if ops.empty:
         return pd.DataFrame(columns=HOT_OP_COLUMNS)
     # FLOPs, bytes, dtype and shapes are worked out once per distinct call: name and argument lists (shared)

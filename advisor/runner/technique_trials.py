@@ -24,28 +24,31 @@ def run_trials(run_dir: Path, runner_record: dict, workload, not_reproduced: str
                report: Callable[..., None]) -> None:
     """Ask, estimate, measure and rank every technique; write ``trials.json``. ``report(event=...)`` tells the
     session which trial runs."""
-    from advisor.early_analysis import served_summary
+    from advisor.early_analysis import ask_for_summary
     from advisor.plugins import collect, plugin_manager
     from advisor.ranking import pairs_worth_measuring, project, rank, replayed_share
     from advisor.roofcheck import flag_suspects
     from advisor.technique import Context, Technique
     from advisor.trials import broken_plugin, hardware, trial
 
-    summary = served_summary(run_dir, runner_record, report)
+    served_summary = ask_for_summary(run_dir, runner_record, report)
+    # what needs no summary is done while advisor's process analyses the recording
+    pm = plugin_manager(settings.blocked)
+    records = [broken_plugin(plugin, f"failed to load: {error}") for plugin, error in pm.load_errors.items()]
+    provided, problems = collect(pm.hook.advisor_techniques, Technique, config={"techniques": settings.names})
+    records.extend(broken_plugin(plugin, why) for plugin, why in problems)
+    workload_info = read_json(run_dir / WORKLOAD_FILE, "workload")
+    if settings.measure and workload is not None and not_reproduced is None:
+        workload_info = {**workload_info, "batch_that_fits": _batch_that_fits(workload)}
+    machine = hardware(workload)
+    summary = served_summary()
     analysed_by = "advisor" if summary is not None else "runner"
     if summary is None:
         from advisor.pipeline import analyse_recording
 
         summary = analyse_recording(run_dir, runner_record)
-    workload_info = read_json(run_dir / WORKLOAD_FILE, "workload")
-    if settings.measure and workload is not None and not_reproduced is None:
-        workload_info = {**workload_info, "batch_that_fits": _batch_that_fits(workload)}
-    machine = {**hardware(workload), "peaks": (summary.get("hardware") or {}).get("peaks")}
+    machine["peaks"] = (summary.get("hardware") or {}).get("peaks")
     context = Context(summary=summary, workload=workload_info, hardware=machine)
-    pm = plugin_manager(settings.blocked)
-    records = [broken_plugin(plugin, f"failed to load: {error}") for plugin, error in pm.load_errors.items()]
-    provided, problems = collect(pm.hook.advisor_techniques, Technique, config={"techniques": settings.names})
-    records.extend(broken_plugin(plugin, why) for plugin, why in problems)
     techniques = [t for t in provided if settings.names is None or t.name in settings.names]
     measure = settings.measure and workload is not None
     for i, technique in enumerate(techniques):
