@@ -136,9 +136,11 @@ def analyse(run_dir: Path, runner: dict | None = None, frames: TraceFrames | Non
         base = trace.base_unix_us
         start = steps["start_us"].min()
         window_unix = ((base + start) / 1e6, (base + start + frames.window_us) / 1e6)
+    memory = memory_summary(host, samples, gpu_samples)
+    release_memory()  # what its passes over all the events let go of, before the findings read them again
     return Profile(
         run_dir=run_dir, meta=meta, runner=frames.runner, trace=trace, host=host, steps=steps,
-        hot_ops=frames.hot_ops, peaks=frames.peaks, memory=memory_summary(host, samples, gpu_samples),
+        hot_ops=frames.hot_ops, peaks=frames.peaks, memory=memory,
         utilisation=utilisation(frames.runner, samples, gpu_samples, window_unix,
                                 meta.get("host", {}).get("cpu_count")),
         perf=perf,
