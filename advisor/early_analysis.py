@@ -124,10 +124,10 @@ def ask_for_summary(run_dir: Path, record: dict, report: Callable[..., None]) ->
                 return None
             time.sleep(0.01)
         try:
-            answer = json.loads(path.read_text())
+            reply = json.loads(path.read_text())
             path.unlink()
         except (OSError, ValueError):
             return None
-        return answer.get("summary")
+        return reply.get("summary")
 
     return answer

@@ -26,6 +26,14 @@ def traces(tmp_path_factory):
     return root, rank0
 
 
+def _with_events(traces, path, events: str):
+    """The first rank's real trace with ``events`` (JSON text, each followed by a comma) put first in its events,
+    written to ``path``."""
+    marker = '"traceEvents": ['
+    path.write_text(traces[1].read_text().replace(marker, marker + events, 1))
+    return path
+
+
 def _analyze(tmp_path, *paths, name="run") -> dict:
     out = tmp_path / name
     assert main(["analyze", *map(str, paths), "--out", str(out), "--json"]) == 0
@@ -70,16 +78,13 @@ def test_truncated_trace_analyses_what_is_readable(tmp_path, traces):
 def test_unknown_event_kinds_and_broken_events_are_left_out(tmp_path, traces):
     """Events of kinds advisor never reads, one with fields of unexpected types and one that is not JSON, put
     among the real ones: the analysis is the same, and the broken events are counted."""
-    text = traces[1].read_text()
-    marker = '"traceEvents": ['
     strange = ('\n  {"ph": "X", "cat": "mystery_kind", "name": "who knows", "pid": 1, "tid": 1, "ts": 5, "dur": 3},'
                '\n  {"ph": "Q", "name": "a phase no viewer has", "args": {"x": [1, {"y": 2}]}},'
                '\n  {"ph": "X", "cat": "cpu_op", "name": "aten::odd", "ts": "not a number", "dur": [1]},'
                '\n  {"ph": "X", "cat": "cpu_op", "name": oops not json},'
                '\n  {\n    "ph": "X",\n    "cat": "user_annotation",\n    "name": "say("hi")",\n    "pid": 1,\n'
                '    "tid": 1,\n    "ts": 1,\n    "dur": 1\n  },')
-    mixed = tmp_path / "mixed.json"
-    mixed.write_text(text.replace(marker, marker + strange, 1))
+    mixed = _with_events(traces, tmp_path / "mixed.json", strange)
     loaded = load_trace(mixed)
     assert loaded.skipped == ["2 events that do not decode"]
     assert "mystery_kind" not in set(loaded.events["cat"].astype(str))
@@ -90,13 +95,9 @@ def test_unknown_event_kinds_and_broken_events_are_left_out(tmp_path, traces):
 def test_python_function_events_are_dropped_before_they_are_decoded(tmp_path, traces):
     """``with_stack``'s Python function events (half a trace's bytes) are never decoded: one that is not even
     JSON is not counted as broken, and the events kept are the same."""
-    text = traces[1].read_text()
-    marker = '"traceEvents": ['
     python = ('\n  {\n    "ph": "X",\n    "cat": "python_function",\n    "name": f.py(1): not json,\n    "pid": 1,\n'
               '    "tid": 1,\n    "ts": 1,\n    "dur": 1\n  },')
-    path = tmp_path / "python.json"
-    path.write_text(text.replace(marker, marker + python * 3, 1))
-    loaded = load_trace(path)
+    loaded = load_trace(_with_events(traces, tmp_path / "python.json", python * 3))
     assert loaded.skipped == []
     assert loaded.events["name"].astype(str).tolist() == load_trace(traces[1]).events["name"].astype(str).tolist()
 
@@ -136,15 +137,11 @@ def test_bad_paths_give_one_line(tmp_path, make, message):
 def test_a_thread_named_by_number_and_by_text_is_one_thread_and_a_null_number_is_absent(tmp_path, traces):
     """Writers differ: one event's ``tid`` a number, another's the same as text; a memory event's ``Bytes`` null.
     The thread is one category, and the null reads as no number (not a broken event)."""
-    text = traces[1].read_text()
-    marker = '"traceEvents": ['
     written = ('\n  {"ph": "X", "cat": "cpu_op", "name": "aten::mine", "pid": 1, "tid": 7, "ts": 1, "dur": 2},'
                '\n  {"ph": "X", "cat": "cpu_op", "name": "aten::mine", "pid": 1, "tid": "7", "ts": 4, "dur": 2},'
                '\n  {"ph": "i", "cat": "cpu_instant_event", "name": "[memory]", "pid": 1, "tid": 7, "ts": 2,'
                ' "args": {"Bytes": null, "Total Allocated": 64, "Device Type": 0}},')
-    path = tmp_path / "writers.json"
-    path.write_text(text.replace(marker, marker + written, 1))
-    loaded = load_trace(path)
+    loaded = load_trace(_with_events(traces, tmp_path / "writers.json", written))
     assert loaded.skipped == []
     mine = loaded.events[loaded.events["pid"].astype(str) == "1"]
     assert mine["tid"].astype(str).tolist() == ["7", "7", "7"]
