@@ -51,11 +51,12 @@ class RunFacts:
     """One analysed run as findings plugins see it; read it, never change it.
 
     :param summary: the run's summary (the dict ``advisor profile --json`` prints, without findings).
-    :param host: the host events of the recorded steps, one row per event: ``cat`` (``cpu_op``,
-        ``user_annotation``, ``cuda_runtime``, ``cuda_driver``, ``memory``), ``name``, ``tid``, ``ts``,
-        ``end``, ``dur``, ``self_us`` (µs), ``step``, ``call_site`` (``file:line`` of the user's code or
-        None), ``input_dims``, ``input_types``, ``concrete_inputs``, ``op_parent`` (row label of the
-        enclosing op, -1 at top level) and ``correlation`` (links a CUDA runtime call to its GPU work).
+    :param host: the host events of the recorded steps, one row per event, the operator calls first (each kind
+        of event by thread and start): ``cat`` (``cpu_op``, ``user_annotation``, ``cuda_runtime``,
+        ``cuda_driver``, ``memory``), ``name``, ``tid``, ``ts``, ``end``, ``dur``, ``self_us`` (µs), ``step``,
+        ``call_site`` (``file:line`` of the user's code or None), ``input_dims``, ``input_types``,
+        ``concrete_inputs``, ``op_parent`` (row label of the enclosing op, -1 at top level) and ``correlation``
+        (links a CUDA runtime call to its GPU work).
     :param device: the GPU work those steps launched (``cat``: ``kernel``, ``gpu_memcpy``,
         ``gpu_memset``; ``name``, ``ts``, ``dur``, ``bytes``, ``correlation``); empty without a GPU.
     :param meta: ``meta.json``; ``runner``: ``runner.json``; ``workload``: ``workload.json`` and
