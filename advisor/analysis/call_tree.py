@@ -120,8 +120,5 @@ def _sweep(host: pd.DataFrame, visits: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def _array(typecode: str, values: np.ndarray) -> array:
     """``values`` as an :class:`array.array` (indexed from Python faster than a numpy array), copied once."""
     out = array(typecode)
-    out.frombytes(memoryview(np.ascontiguousarray(values, dtype=_NUMPY[typecode])).cast("B"))
+    out.frombytes(memoryview(np.ascontiguousarray(values, dtype=typecode)).cast("B"))  # numpy reads the same codes
     return out
-
-
-_NUMPY = {"i": np.int32, "q": np.int64, "d": np.float64}

@@ -244,6 +244,7 @@ class _Columns:
         arrays["ts"].append(np.array([e.ts for e in kept], dtype=np.float64))
         arrays["dur"].append(np.array([e.dur if e.ph == "X" else 0.0 for e in kept], dtype=np.float64))
         args = [e.args or _NO_ARGS for e in kept]
+        # one comprehension per field, written out: a loop over the names with getattr or attrgetter was slower
         self.lists["input_dims"] += self._shared([bytes(a.input_dims) for a in args])
         self.lists["input_types"] += self._shared([bytes(a.input_types) for a in args])
         self.lists["concrete_inputs"] += self._shared([bytes(a.concrete_inputs) for a in args])
