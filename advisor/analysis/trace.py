@@ -44,7 +44,7 @@ _NAN = math.nan
 _ABSENT = msgspec.Raw(b"")
 
 
-class _Args(msgspec.Struct):
+class _Args(msgspec.Struct, gc=False):
     input_dims: msgspec.Raw = msgspec.field(default=_ABSENT, name="Input Dims")
     input_types: msgspec.Raw = msgspec.field(default=_ABSENT, name="Input type")
     concrete_inputs: msgspec.Raw = msgspec.field(default=_ABSENT, name="Concrete Inputs")
@@ -57,7 +57,7 @@ class _Args(msgspec.Struct):
     external_id: _Number = msgspec.field(default=_NAN, name="External id")
 
 
-class _Event(msgspec.Struct):
+class _Event(msgspec.Struct, gc=False):
     ph: str = ""
     cat: str = ""
     name: str = ""
@@ -143,7 +143,7 @@ def _read_header(f) -> tuple[dict, bytes]:
 
 def _read_events(f, rest: bytes, columns: _Columns) -> None:
     """Decode the events array batch by batch. Kineto writes one event per block of lines, each closing
-    with ``}`` at the indentation of its opening ``{``: a batch ends after such a line."""
+    with ``}`` at the indentation of its opening ``{``, and a comma after it: a batch is split into events there."""
     while not rest.lstrip():
         chunk = _read_chunk(f, columns)
         if not chunk:
@@ -154,20 +154,32 @@ def _read_events(f, rest: bytes, columns: _Columns) -> None:
     if line_start < 0 or rest[start:start + 1] != b"{":  # not one event per block of lines: decode it whole
         _read_whole(rest + f.read(), columns)
         return
-    closing = b"\n" + rest[line_start + 1:start] + b"}"
-    buffer = rest
-    while True:
-        chunk = _read_chunk(f, columns)
-        buffer += chunk
-        end = buffer.rfind(closing)
-        if end >= 0:
-            end += len(closing)
-            columns.add_batch(buffer[:end], closing)
-            buffer = buffer[end:].lstrip().removeprefix(b",")
-        if not chunk:
-            break
-    if buffer.strip() and not buffer.lstrip().startswith(b"]"):
-        columns.cut_short = len(buffer)
+    layout = _Layout(indent=rest[line_start + 1:start], first_event=rest[start:])
+    remainder = rest[line_start:]
+    while chunk := _read_chunk(f, columns):
+        events = (remainder + chunk).split(layout.separator)
+        remainder = events.pop()  # the event the chunk ends in
+        columns.add_batch(events, layout)
+    end = remainder.rfind(layout.closing)  # the last event, before the array's end
+    if end >= 0:
+        columns.add_batch([remainder[:end]], layout)
+        remainder = remainder[end + len(layout.closing):]
+    if remainder.strip() and not remainder.lstrip().startswith(b"]"):
+        columns.cut_short = len(remainder)
+
+
+class _Layout:
+    """How the events are written: each one's lines, its closing line, the comma after it."""
+
+    def __init__(self, indent: bytes, first_event: bytes):
+        self.closing = b"\n" + indent + b"}"
+        self.separator = self.closing + b","
+        #: how a Python function event starts (its ``ph`` and ``cat`` lines), with fields indented as in the first
+        #: event; an event written otherwise is decoded, then dropped
+        inside = first_event[1:]
+        fields = inside[:len(inside) - len(inside.lstrip())]
+        self.python_function = (b"\n" + indent + b"{" + fields + b'"ph": "X",' + fields
+                                + b'"cat": "python_function"')
 
 
 def _read_chunk(f, columns: _Columns) -> bytes:
@@ -205,14 +217,20 @@ class _Columns:
             out.append("the end of a trace cut short (no complete event after the last one read)")
         return out
 
-    def add_batch(self, data: bytes, closing: bytes) -> None:
-        """Decode ``data`` (events separated by commas); on failure, event by event."""
-        data = _without_python_functions(data, closing)
+    def add_batch(self, events: list[bytes], layout: _Layout) -> None:
+        """Decode ``events`` (each without its closing line) but the Python function ones; on failure, one by one."""
+        kept = [event for event in events if not event.startswith(layout.python_function)]
+        if not kept:
+            return
+        first, last = kept[0], kept[-1]
+        kept[0] = b"[" + kept[0]
+        kept[-1] += layout.closing + b"]"
         try:
-            events = _BATCH.decode(b"[" + data + b"]")
+            decoded = _BATCH.decode(layout.separator.join(kept))
         except msgspec.DecodeError:
-            events = self._one_by_one(data, closing)
-        self.add_events(events)
+            kept[0], kept[-1] = first, last
+            decoded = self._one_by_one(layout.separator.join(kept) + layout.closing, layout.closing)
+        self.add_events(decoded)
 
     def _one_by_one(self, data: bytes, closing: bytes) -> list[_Event]:
         """Each piece that starts a line with ``{`` at the events' indentation, decoded alone."""
@@ -300,20 +318,6 @@ def _floats(values: list) -> np.ndarray:
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
-
-
-#: the Python function events of ``with_stack`` (half a trace's bytes): no analysis reads them, so they are dropped
-#: before they are decoded
-_PYTHON_FUNCTION = b'"cat": "python_function"'
-
-
-def _without_python_functions(data: bytes, closing: bytes) -> bytes:
-    """``data`` (events, each ending with ``closing``, separated by commas) without its Python function events."""
-    if _PYTHON_FUNCTION not in data:
-        return data
-    separator = closing + b","
-    kept = [event for event in (data + b",").split(separator)[:-1] if _PYTHON_FUNCTION not in event]
-    return separator.join(kept) + closing if kept else b""
 
 
 _NO_ARGS = _Args()
