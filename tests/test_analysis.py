@@ -4,6 +4,7 @@ import io
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from rich.console import Console
@@ -16,6 +17,7 @@ from advisor.analysis.hot_ops import hot_ops
 from advisor.analysis.steps import breakdown, step_table
 from advisor.analysis.trace import load_trace
 from advisor.errors import RunDirError
+from advisor.rundir import CALL_SITE_PREFIX, STEP_PREFIX
 from advisor.views.summary import render_summary
 
 
@@ -82,6 +84,61 @@ def test_operator_calls_lead_the_annotated_events_and_are_taken_without_a_copy(t
     assert others.equals(host[host["cat"] != "cpu_op"]) and not (others["cat"] == "cpu_op").any()
     shuffled = host.sample(frac=1.0, random_state=0)  # any frame: the ops found wherever they are
     assert operator_rows(shuffled).index.tolist() == shuffled[shuffled["cat"] == "cpu_op"].index.tolist()
+
+
+def _random_events(seed: int) -> pd.DataFrame:
+    """Events on three threads at few distinct instants: ties, zero durations, events that overlap without nesting,
+    memory events at the instant an event ends or starts, step and call site marks."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300))
+    cat = rng.choice(["cpu_op", "user_annotation", "memory", "cuda_runtime"], n, p=[0.5, 0.2, 0.2, 0.1])
+    names = ["aten::mm", "aten::add", f"{STEP_PREFIX}1", f"{STEP_PREFIX}2", f"{CALL_SITE_PREFIX}train.py(3): f", "x"]
+    name = np.where(cat == "memory", "[memory]", rng.choice(names, n))
+    dur = np.where(cat == "memory", 0.0, rng.choice([0.0, 1.0, 2.0, 5.0, 10.0, 30.0], n))
+    events = pd.DataFrame({"cat": pd.Categorical(cat), "name": pd.Categorical(name),
+                           "tid": pd.Categorical(rng.choice([1, 2, 3], n)),
+                           "ts": rng.integers(0, 60, n).astype(float), "dur": dur})
+    events["end"] = events["ts"] + events["dur"]
+    return events
+
+
+def _nesting_by_stack(events: pd.DataFrame) -> dict:
+    """The nesting as one stack per thread finds it, visiting events by start (at one instant memory events last,
+    longer events first): each row's enclosing op, step, call site and self time. A memory event still belongs to an
+    event that ends at its instant, unless another event starts there."""
+    rows = sorted(events.itertuples(), key=lambda e: (e.tid, e.ts, e.cat == "memory", -e.dur))
+    self_us = {e.Index: e.dur for e in rows}
+    out, stack, tid = {}, [], None
+    for e in rows:
+        if e.tid != tid:
+            stack, tid = [], e.tid
+        memory = e.cat == "memory"
+        while stack and stack[-1][0].end <= e.ts and not (memory and stack[-1][0].end == e.ts
+                                                          and stack[-1][0].ts < e.ts):
+            stack.pop()
+        op, site, step = stack[-1][1:] if stack else (-1, None, -1)
+        own_op, own_site, own_step = (e.Index if e.cat == "cpu_op" else op), site, step
+        if e.name.startswith(STEP_PREFIX):
+            own_step, own_site = int(e.name[len(STEP_PREFIX):]), None
+        elif e.name.startswith(CALL_SITE_PREFIX):
+            own_site = e.name[len(CALL_SITE_PREFIX):]
+        out[e.Index] = (op, own_step, site)
+        if e.cat == "cpu_op" and op >= 0:
+            self_us[op] -= e.dur
+        if not memory:
+            stack.append((e, own_op, own_site, own_step))
+    return {i: (*out[i], max(self_us[i], 0.0) if events.at[i, "cat"] == "cpu_op" else 0.0) for i in out}
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_nesting_is_a_stacks_on_events_of_every_shape(seed):
+    """The whole-array nesting gives what a stack per thread gives, on events that nest, tie, overlap and end at
+    the instant of a memory event."""
+    events = _random_events(seed)
+    host = annotate(events)
+    found = {r.Index: (r.op_parent, r.step, r.call_site if isinstance(r.call_site, str) else None, r.self_us)
+             for r in host.itertuples()}
+    assert found == _nesting_by_stack(events)
 
 
 def test_steps_and_hot_ops_from_a_trace(tmp_path):

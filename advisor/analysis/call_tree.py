@@ -1,13 +1,11 @@
 """Nesting of host-side events: self time, the enclosing op, step and call site of every event.
 
-The profiler writes complete events (start, duration) per thread; nesting is recovered by one sweep
-per thread over events sorted by start time (longest first on ties). The annotated frame holds the operator
-calls first, so that the many readers of those alone take them without a copy.
+The profiler writes complete events (start, duration) per thread; nesting is recovered from the events sorted by
+thread and start time (longest first on ties), as a stack per thread would find it, in whole-array passes. The
+annotated frame holds the operator calls first, so that the many readers of those alone take them without a copy.
 """
 
 from __future__ import annotations
-
-from array import array
 
 import numpy as np
 import pandas as pd
@@ -39,10 +37,10 @@ def annotate(events: pd.DataFrame, release: bool = False) -> pd.DataFrame:
                             index=events.index[rows], copy=False)
     else:
         host = events.iloc[rows]
-    visits = np.empty_like(ops_first)  # the sweep's order, as positions in ``host``
+    visits = np.empty_like(ops_first)  # the visiting order (thread, start), as positions in ``host``
     visits[ops_first] = np.arange(len(ops_first))
     del rows, ops_first
-    self_us, op_parent, step, call_site = _sweep(host, visits)
+    self_us, op_parent, step, call_site = _nesting(host, visits)
     host["self_us"] = np.where(host["cat"] == "cpu_op", np.maximum(self_us, 0.0), 0.0)
     host["op_parent"], host["step"], host["call_site"] = op_parent, step, call_site
     return host
@@ -70,55 +68,85 @@ def _codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
     return codes, list(uniques)
 
 
-def _sweep(host: pd.DataFrame, visits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One pass per thread over the rows of ``host`` in the order ``visits`` (by start, longest first on ties),
-    keeping the stack of open events. Names are read through their codes, and per-name facts are worked out once
-    per name."""
+def _nesting(host: pd.DataFrame, visits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The nesting of the rows of ``host`` visited in the order ``visits`` (by thread, start, longest first on ties),
+    as a stack per thread would find it, in whole-array passes.
+
+    An event's parent is the latest event before it on its thread still open at its start (a memory event: open, or
+    ending at that instant, unless an event starts there). The parent of ``i`` is therefore on the chain of parents
+    of the event before it: every event that chain skips ended before ``i`` began. Each pass moves every unsettled
+    event's candidate to its candidate's own candidate (pointer jumping), so a chain of ``d`` ancestors settles in
+    about log2(d) passes. What an event inherits (the nearest enclosing op, step mark, call site mark) is found the
+    same way."""
     n = len(host)
     name_codes, names = _codes(host["name"])
-    steps_of = [int(x[len(STEP_PREFIX):]) if x.startswith(STEP_PREFIX) else -1 for x in names]
-    sites_of = [x[len(CALL_SITE_PREFIX):] if x.startswith(CALL_SITE_PREFIX) else None for x in names]
     cat_codes, cats = _codes(host["cat"])
-    kind_of = [1 if c == "cpu_op" else 2 if c == "memory" else 0 for c in cats]
-    kinds = array("b", [kind_of[c] for c in cat_codes])
-    codes, tids = _array("i", name_codes), _array("i", _codes(host["tid"])[0])
-    starts, ends, durations = (_array("d", host[c].to_numpy()) for c in ("ts", "end", "dur"))
-    self_us = array("d", durations)
-    op_parent, step, call_site = array("q", bytes(8 * n)), array("q", bytes(8 * n)), [None] * n
+    kind_of = np.array([_OP if c == "cpu_op" else _MEMORY if c == "memory" else _OTHER for c in cats], dtype=np.int8)
+    steps_of = np.array([int(x[len(STEP_PREFIX):]) if x.startswith(STEP_PREFIX) else -1 for x in names],
+                        dtype=np.int64)
+    sites_of = np.array([x[len(CALL_SITE_PREFIX):] if x.startswith(CALL_SITE_PREFIX) else None for x in names],
+                        dtype=object)
+    code = name_codes[visits]
+    kind = kind_of[cat_codes[visits]]
+    tid = _codes(host["tid"])[0][visits]
+    start, end = host["ts"].to_numpy()[visits], host["end"].to_numpy()[visits]
+    duration = host["dur"].to_numpy()[visits]
 
-    # Each frame of the stack carries what its children inherit: the nearest enclosing op, the call site
-    # in effect (none above a step's mark) and the step.
-    stack: list[tuple[int, int, str | None, int]] = []  # (row, enclosing op, call site, step)
-    current_tid = None
-    for i in _array("q", visits):
-        if tids[i] != current_tid:
-            stack, current_tid = [], tids[i]
-        t, kind = starts[i], kinds[i]
-        while stack and ends[stack[-1][0]] <= t and not (kind == 2 and ends[stack[-1][0]] == t
-                                                          and starts[stack[-1][0]] < t):
-            stack.pop()
-        parent_op, site, step_n = stack[-1][1:] if stack else (-1, None, -1)
-        code = codes[i]
-        own_op, own_site = (i if kind == 1 else parent_op), site
-        if steps_of[code] >= 0:
-            step_n, own_site = steps_of[code], None
-        elif sites_of[code] is not None:
-            own_site = sites_of[code]
-        op_parent[i] = parent_op
-        step[i] = step_n
-        call_site[i] = site
-        if kind == 1 and parent_op >= 0:
-            self_us[parent_op] -= durations[i]
-        if kind != 2:
-            stack.append((i, own_op, own_site, step_n))
-    parents = np.frombuffer(op_parent, dtype=np.int64)
-    labels = np.where(parents >= 0, host.index.to_numpy(np.int64)[np.maximum(parents, 0)], -1)
-    return (np.frombuffer(self_us, dtype=np.float64), labels, np.frombuffer(step, dtype=np.int64),
-            np.array(call_site, dtype=object))
+    position = np.arange(n)
+    frames = kind != _MEMORY  # the events others can nest in
+    before = np.full(n, -1)  # the latest frame before each event on its thread
+    if n:
+        latest = np.maximum.accumulate(np.where(frames, position, -1))
+        before[1:] = latest[:-1]
+        before[(before >= 0) & (tid[np.maximum(before, 0)] != tid)] = -1
+    # a memory event at the instant an event of its thread starts: the events that end there were closed by it
+    closed_at_start = (kind == _MEMORY) & (before >= 0) & (start[np.maximum(before, 0)] == start)
+    lenient = (kind == _MEMORY) & ~closed_at_start
+
+    parent = before.copy()
+    unsettled = np.flatnonzero(parent >= 0)
+    while unsettled.size:
+        candidate = parent[unsettled]
+        t = start[unsettled]
+        is_open = (end[candidate] > t) | (lenient[unsettled] & (end[candidate] == t) & (start[candidate] < t))
+        unsettled = unsettled[~is_open]
+        parent[unsettled] = parent[parent[unsettled]]
+        unsettled = unsettled[parent[unsettled] >= 0]
+
+    is_step_mark = steps_of[code] >= 0
+    enclosing_op = _inherited(parent, kind == _OP)
+    step_mark = _inherited(parent, is_step_mark)
+    site_mark = _inherited(parent, is_step_mark | np.not_equal(sites_of[code], None))  # a step mark clears it
+    op_parent = np.where(parent >= 0, enclosing_op[parent], -1)
+    step = np.where(is_step_mark, steps_of[code], _through(step_mark, parent, code, steps_of, -1))
+    call_site = _through(site_mark, parent, code, sites_of, None)
+    self_us = duration.copy()
+    nested_ops = np.flatnonzero((kind == _OP) & (op_parent >= 0))
+    np.subtract.at(self_us, op_parent[nested_ops], duration[nested_ops])  # in visiting order, as a stack would
+
+    out_self, out_parent, out_step = np.empty(n), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    out_site = np.empty(n, dtype=object)
+    out_self[visits], out_step[visits], out_site[visits] = self_us, step, call_site
+    labels = host.index.to_numpy(np.int64)
+    out_parent[visits] = np.where(op_parent >= 0, labels[visits[np.maximum(op_parent, 0)]], -1)
+    return out_self, out_parent, out_step, out_site
 
 
-def _array(typecode: str, values: np.ndarray) -> array:
-    """``values`` as an :class:`array.array` (indexed from Python faster than a numpy array), copied once."""
-    out = array(typecode)
-    out.frombytes(memoryview(np.ascontiguousarray(values, dtype=typecode)).cast("B"))  # numpy reads the same codes
-    return out
+_OTHER, _OP, _MEMORY = 0, 1, 2
+
+
+def _inherited(parent: np.ndarray, marked: np.ndarray) -> np.ndarray:
+    """For each event, the nearest of itself and its ancestors that is ``marked`` (-1 if none)."""
+    nearest = np.where(marked, np.arange(len(parent)), parent)
+    unsettled = np.flatnonzero((nearest >= 0) & ~marked[np.maximum(nearest, 0)])
+    while unsettled.size:
+        nearest[unsettled] = nearest[nearest[unsettled]]
+        unsettled = unsettled[(nearest[unsettled] >= 0) & ~marked[np.maximum(nearest[unsettled], 0)]]
+    return nearest
+
+
+def _through(mark: np.ndarray, parent: np.ndarray, code: np.ndarray, value_of: np.ndarray, absent):
+    """What each event inherits from its parent: ``value_of`` the name of the mark nearest the parent."""
+    found = np.where(parent >= 0, mark[np.maximum(parent, 0)], -1)
+    values = value_of[code[np.maximum(found, 0)]]
+    return np.where(found >= 0, values, absent)
