@@ -70,40 +70,73 @@ def _codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
 
 def _nesting(host: pd.DataFrame, visits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The nesting of the rows of ``host`` visited in the order ``visits`` (by thread, start, longest first on ties),
-    as a stack per thread would find it, in whole-array passes.
-
-    An event's parent is the latest event before it on its thread still open at its start (a memory event: open, or
-    ending at that instant, unless an event starts there). The parent of ``i`` is therefore on the chain of parents
-    of the event before it: every event that chain skips ended before ``i`` began. Each pass moves every unsettled
-    event's candidate to its candidate's own candidate (pointer jumping), so a chain of ``d`` ancestors settles in
-    about log2(d) passes. What an event inherits (the nearest enclosing op, step mark, call site mark) is found the
-    same way."""
+    as a stack per thread would find it, in whole-array passes: each row's self time, enclosing op (its label),
+    step and call site. Positions are int32 and each array is let go once used: a large trace's host frame is
+    held beside them."""
     n = len(host)
     name_codes, names = _codes(host["name"])
+    code = name_codes[visits].astype(np.int32)
+    del name_codes
     cat_codes, cats = _codes(host["cat"])
     kind_of = np.array([_OP if c == "cpu_op" else _MEMORY if c == "memory" else _OTHER for c in cats], dtype=np.int8)
+    kind = kind_of[cat_codes[visits]]
+    del cat_codes
+    start = host["ts"].to_numpy()[visits]
+    parent = _parents(_codes(host["tid"])[0][visits], start, host["end"].to_numpy()[visits], kind)
+    del start
+
     steps_of = np.array([int(x[len(STEP_PREFIX):]) if x.startswith(STEP_PREFIX) else -1 for x in names],
                         dtype=np.int64)
     sites_of = np.array([x[len(CALL_SITE_PREFIX):] if x.startswith(CALL_SITE_PREFIX) else None for x in names],
                         dtype=object)
-    code = name_codes[visits]
-    kind = kind_of[cat_codes[visits]]
-    tid = _codes(host["tid"])[0][visits]
-    start, end = host["ts"].to_numpy()[visits], host["end"].to_numpy()[visits]
+    is_step_mark = steps_of[code] >= 0
+    step = np.where(is_step_mark, steps_of[code], _through(_inherited(parent, is_step_mark), parent, code, steps_of, -1))
+    out_step = np.empty(n, dtype=np.int64)
+    out_step[visits] = step
+    del step
+    site_marks = is_step_mark | (sites_of != None)[code]  # noqa: E711 (a step mark clears the site)
+    out_site = np.empty(n, dtype=object)
+    out_site[visits] = _through(_inherited(parent, site_marks), parent, code, sites_of, None)
+    del site_marks, is_step_mark, code
+
+    enclosing_op = _inherited(parent, kind == _OP)
+    op_parent = np.where(parent >= 0, enclosing_op[parent], -1).astype(np.int32)
+    del enclosing_op, parent
     duration = host["dur"].to_numpy()[visits]
+    self_us = duration.copy()
+    nested_ops = np.flatnonzero((kind == _OP) & (op_parent >= 0))
+    np.subtract.at(self_us, op_parent[nested_ops], duration[nested_ops])  # in visiting order, as a stack would
+    del duration, nested_ops
+    out_self = np.empty(n)
+    out_self[visits] = self_us
+    del self_us
+    out_parent = np.full(n, -1, dtype=np.int64)
+    inside = np.flatnonzero(op_parent >= 0)
+    out_parent[visits[inside]] = host.index.to_numpy(np.int64)[visits[op_parent[inside]]]
+    return out_self, out_parent, out_step, out_site
 
-    position = np.arange(n)
+
+_OTHER, _OP, _MEMORY = 0, 1, 2
+
+
+def _parents(tid: np.ndarray, start: np.ndarray, end: np.ndarray, kind: np.ndarray) -> np.ndarray:
+    """Each event's parent (its position, -1 if none), the events given in visiting order.
+
+    An event's parent is the latest event before it on its thread still open at its start (a memory event: open, or
+    ending at that instant, unless an event starts there). It is therefore on the chain of parents of the latest
+    event before it: every event that chain skips ended before it began. Each pass moves every unsettled event's
+    candidate to its candidate's own candidate (pointer jumping), so a chain of ``d`` ancestors settles in about
+    log2(d) passes."""
+    n = len(tid)
     frames = kind != _MEMORY  # the events others can nest in
-    before = np.full(n, -1)  # the latest frame before each event on its thread
+    parent = np.full(n, -1, dtype=np.int32)  # first, the latest frame before each event on its thread
     if n:
-        latest = np.maximum.accumulate(np.where(frames, position, -1))
-        before[1:] = latest[:-1]
-        before[(before >= 0) & (tid[np.maximum(before, 0)] != tid)] = -1
+        latest = np.maximum.accumulate(np.where(frames, np.arange(n, dtype=np.int32), np.int32(-1)))
+        parent[1:] = latest[:-1]
+        del latest
+        parent[(parent >= 0) & (tid[np.maximum(parent, 0)] != tid)] = -1
     # a memory event at the instant an event of its thread starts: the events that end there were closed by it
-    closed_at_start = (kind == _MEMORY) & (before >= 0) & (start[np.maximum(before, 0)] == start)
-    lenient = (kind == _MEMORY) & ~closed_at_start
-
-    parent = before.copy()
+    lenient = ~frames & ~((parent >= 0) & (start[np.maximum(parent, 0)] == start))
     unsettled = np.flatnonzero(parent >= 0)
     while unsettled.size:
         candidate = parent[unsettled]
@@ -112,32 +145,12 @@ def _nesting(host: pd.DataFrame, visits: np.ndarray) -> tuple[np.ndarray, np.nda
         unsettled = unsettled[~is_open]
         parent[unsettled] = parent[parent[unsettled]]
         unsettled = unsettled[parent[unsettled] >= 0]
-
-    is_step_mark = steps_of[code] >= 0
-    enclosing_op = _inherited(parent, kind == _OP)
-    step_mark = _inherited(parent, is_step_mark)
-    site_mark = _inherited(parent, is_step_mark | np.not_equal(sites_of[code], None))  # a step mark clears it
-    op_parent = np.where(parent >= 0, enclosing_op[parent], -1)
-    step = np.where(is_step_mark, steps_of[code], _through(step_mark, parent, code, steps_of, -1))
-    call_site = _through(site_mark, parent, code, sites_of, None)
-    self_us = duration.copy()
-    nested_ops = np.flatnonzero((kind == _OP) & (op_parent >= 0))
-    np.subtract.at(self_us, op_parent[nested_ops], duration[nested_ops])  # in visiting order, as a stack would
-
-    out_self, out_parent, out_step = np.empty(n), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
-    out_site = np.empty(n, dtype=object)
-    out_self[visits], out_step[visits], out_site[visits] = self_us, step, call_site
-    labels = host.index.to_numpy(np.int64)
-    out_parent[visits] = np.where(op_parent >= 0, labels[visits[np.maximum(op_parent, 0)]], -1)
-    return out_self, out_parent, out_step, out_site
-
-
-_OTHER, _OP, _MEMORY = 0, 1, 2
+    return parent
 
 
 def _inherited(parent: np.ndarray, marked: np.ndarray) -> np.ndarray:
     """For each event, the nearest of itself and its ancestors that is ``marked`` (-1 if none)."""
-    nearest = np.where(marked, np.arange(len(parent)), parent)
+    nearest = np.where(marked, np.arange(len(parent), dtype=np.int32), parent)
     unsettled = np.flatnonzero((nearest >= 0) & ~marked[np.maximum(nearest, 0)])
     while unsettled.size:
         nearest[unsettled] = nearest[nearest[unsettled]]
