@@ -20,6 +20,7 @@ import gzip
 import json
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
@@ -199,9 +200,7 @@ class _Columns:
 
     def __init__(self):
         self.codes: dict[str, list[np.ndarray]] = {c: [] for c in _CATEGORICAL}
-        self.known: dict[str, dict[str, int]] = {c: {} for c in _CATEGORICAL}
-        #: each value as decoded (a pid may be a number or a text) ──► its code
-        self.lookup: dict[str, dict[object, int]] = {c: {} for c in _CATEGORICAL}
+        self.names: dict[str, _Names] = {c: _Names() for c in _CATEGORICAL}
         self.lists: dict[str, list] = {c: [] for c in _SHARED_LISTS}
         self.shared: dict[bytes, object] = {b"": None}
         self.arrays: dict[str, list[np.ndarray]] = {c: [] for c in ("ts", "dur", *_NUMBERS)}
@@ -253,11 +252,12 @@ class _Columns:
                 or (e.ph == "i" and e.name == MEMORY_EVENT)]
         if not kept:
             return
-        self._encode("cat", [e.cat if e.ph == "X" else "memory" for e in kept])
-        self._encode("name", [e.name for e in kept])
-        self._encode("ph", [e.ph for e in kept])
-        self._encode("pid", [e.pid for e in kept])
-        self._encode("tid", [e.tid for e in kept])
+        count = len(kept)
+        self._encode("cat", [e.cat if e.ph == "X" else "memory" for e in kept], count)
+        self._encode("name", [e.name for e in kept], count)
+        self._encode("ph", [e.ph for e in kept], count)
+        self._encode("pid", [e.pid for e in kept], count)
+        self._encode("tid", [e.tid for e in kept], count)
         arrays = self.arrays
         arrays["ts"].append(np.array([e.ts for e in kept], dtype=np.float64))
         arrays["dur"].append(np.array([e.dur if e.ph == "X" else 0.0 for e in kept], dtype=np.float64))
@@ -275,30 +275,21 @@ class _Columns:
         arrays["external_id"].append(_floats([a.external_id for a in args]))
         self.rows += len(kept)
 
-    def _encode(self, column: str, values: list) -> None:
-        """Keep ``values`` as codes into the column's names (as text), numbered in order of first appearance."""
-        lookup = self.lookup[column]
-        codes = np.array([lookup.get(v, -1) for v in values], dtype=np.int32)
-        missing = np.flatnonzero(codes < 0)
-        if len(missing):
-            known = self.known[column]
-            for i in missing.tolist():
-                value = values[i]
-                if value not in lookup:
-                    lookup[value] = known.setdefault(str(value), len(known))
-                codes[i] = lookup[value]
-        self.codes[column].append(codes)
+    def _encode(self, column: str, values: Iterable, count: int) -> None:
+        """Keep the ``count`` ``values`` as codes into the column's names."""
+        self.codes[column].append(np.fromiter(map(self.names[column].__getitem__, values), dtype=np.int32,
+                                              count=count))
 
     def _shared(self, texts: list[bytes]) -> list:
         """The decoded lists, one object per distinct text (ops repeat the same shapes every step)."""
         shared = self.shared
         for text in set(texts).difference(shared):
             shared[text] = _ANY.decode(text)
-        return [shared[t] for t in texts]
+        return list(map(shared.__getitem__, texts))
 
     def frame(self) -> pd.DataFrame:
         """The events as one frame; each column's batches are let go once joined (only one column is held twice)."""
-        data: dict[str, object] = {c: _categorical(self.codes.pop(c), self.known[c]) for c in _CATEGORICAL}
+        data: dict[str, object] = {c: _categorical(self.codes.pop(c), self.names[c].texts) for c in _CATEGORICAL}
         for column in ("ts", "dur"):
             data[column] = _joined(self.arrays.pop(column))
         for column in _SHARED_LISTS:
@@ -310,6 +301,19 @@ class _Columns:
         events = pd.DataFrame(data, columns=list(COLUMNS), copy=False)
         events["end"] = events["ts"] + events["dur"]
         return events
+
+
+class _Names(dict):
+    """Each value as decoded (a pid may be a number or a text) ──► the code of its text; codes are numbered in
+    order of first appearance, and a value seen first is given its code as it is looked up."""
+
+    def __init__(self):
+        super().__init__()
+        self.texts: dict[str, int] = {}
+
+    def __missing__(self, value) -> int:
+        code = self[value] = self.texts.setdefault(str(value), len(self.texts))
+        return code
 
 
 def _floats(values: list) -> np.ndarray:
