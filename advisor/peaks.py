@@ -175,6 +175,11 @@ def _dtypes(device: str) -> list[str]:
     return list(DTYPES) if flags & {"avx512_fp16", "amx_fp16"} else ["float32", "bfloat16"]
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the system tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def cpu_flags() -> set[str]:
     """The CPU's feature flags as ``/proc/cpuinfo`` lists them (empty where it cannot be read)."""
     try:

@@ -19,11 +19,11 @@ from advisor.rundir_io import atomic_write_csv, atomic_write_json
 from advisor.store import hot_ops_table, read_summary
 
 
-def analyse_run(run_dir: Path, frames: TraceFrames | None = None) -> dict:
+def analyse_run(run_dir: Path, frames: TraceFrames | None = None, workers: int = 1) -> dict:
     """Analyse the run's raw artifacts and write ``summary.json`` (with the findings), ``hot_ops.csv`` and
     ``window_steps.csv`` into it; returns the summary. ``frames`` (see :func:`recording_frames`) are taken when the
-    run's record still agrees with them."""
-    profile = analyse(Path(run_dir), frames=frames)
+    run's record still agrees with them; else a large trace is decoded by up to ``workers`` processes."""
+    profile = analyse(Path(run_dir), frames=frames, workers=workers)
     summary = summarize(profile)
     summary.update(diagnose(profile, summary))
     ranks = describe(profile.meta)

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from advisor.peak_memory import call_peaks, step_peaks
-from advisor.peaks import cpu_flags
+from advisor.peaks import cpu_flags, usable_cpus
 from advisor.quartiles import quartiles
 from advisor.technique import Benchmark, Context, DoesNotApply, Estimate, Technique, Verdict
 from advisor.verdict import judge
@@ -318,7 +318,7 @@ def hardware(workload: Workload | None) -> dict:
             p = torch.cuda.get_device_properties(i)
             gpus.append({"name": p.name, "compute_capability": f"{p.major}.{p.minor}", "total_memory": p.total_memory})
     on_cuda = workload is not None and any(p.is_cuda for p in workload.model.parameters())
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cpus()
     return {"cpu_flags": flags, "cpu_capability": capability, "onednn_max_cpu_isa": isa_cap, "cpu_bf16": cpu_bf16,
             "cuda": bool(gpus), "gpus": gpus, "device": "cuda" if on_cuda else "cpu",
             "cpu_cores": cores, "torch_threads": torch.get_num_threads()}

@@ -48,11 +48,13 @@ CANDIDATES = {
                                  "use_float=True))))",
     "orjson, whole file": _KEEP + "import orjson, sys\n"
                                   "print(len(frame(orjson.loads(open(sys.argv[1], 'rb').read())['traceEvents'])))",
-    "msgspec typed, whole file": "import sys\nfrom advisor.analysis import trace as t\n"
-                                 "c = t._Columns()\nc.add_events(t._WHOLE.decode(open(sys.argv[1], 'rb').read())"
-                                 ".traceEvents)\nprint(len(c.frame()))",
+    "msgspec typed, whole file": "import sys\nfrom advisor.analysis import trace as t, trace_decode as d\n"
+                                 "c = d.Columns()\nc.add_events(d._WHOLE.decode(open(sys.argv[1], 'rb').read())"
+                                 ".traceEvents)\nprint(len(t._frame(c)))",
     "advisor (msgspec typed, 1 MB batches)": "import sys\nfrom advisor.analysis.trace import load_trace\n"
                                              "print(len(load_trace(sys.argv[1]).events))",
+    "advisor, 2 processes": "import sys\nfrom advisor.analysis.trace import load_trace\n"
+                            "print(len(load_trace(sys.argv[1], workers=2).events))",
 }
 
 

@@ -4,9 +4,13 @@ directory with one trace per rank; each through the real CLI."""
 
 import gzip
 import json
+import subprocess
+import sys
 
+import pandas as pd
 import pytest
 
+from advisor.analysis import trace
 from advisor.analysis.trace import load_trace
 from advisor.cli import main
 from advisor.errors import RunDirError
@@ -100,6 +104,47 @@ def test_python_function_events_are_dropped_before_they_are_decoded(tmp_path, tr
     loaded = load_trace(_with_events(traces, tmp_path / "python.json", python * 3))
     assert loaded.skipped == []
     assert loaded.events["name"].astype(str).tolist() == load_trace(traces[1]).events["name"].astype(str).tolist()
+
+
+@pytest.fixture()
+def small_parts(monkeypatch):
+    """Traces split into parts of a few kB (a real one: 64 MB), and the parts' processes counted as they start."""
+    started = []
+    start_part = trace._start_part
+    monkeypatch.setattr(trace, "PART_BYTES", 4096)
+    monkeypatch.setattr(trace, "_start_part", lambda *args: started.append(args) or start_part(*args))
+    return started
+
+
+def _same_frames(a, b):
+    pd.testing.assert_frame_equal(a.events, b.events)
+    assert a.skipped == b.skipped
+
+
+def test_a_trace_decoded_in_parts_by_several_processes_is_the_same(tmp_path, traces, small_parts):
+    """The parts start where events do, each decoded in its own process; the frame is the one decoded in one piece,
+    also for a trace cut short (in its last part) and one with broken events."""
+    cut = tmp_path / "cut.json"
+    cut.write_bytes(traces[1].read_bytes()[:int(traces[1].stat().st_size * 0.8)])
+    broken = '\n  {"ph": "X", "cat": "cpu_op", "name": oops not json},'
+    marker = '"traceEvents": ['
+    text = traces[1].read_text()
+    middle = text.index('\n  },', len(text) * 3 // 4) + len('\n  },')  # after an event of the last part
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text((text[:middle] + broken + text[middle:]).replace(marker, marker + broken, 1))
+    for path in (traces[1], cut, mixed):
+        small_parts.clear()
+        _same_frames(load_trace(path, workers=3), load_trace(path))
+        assert len(small_parts) == 2, "two processes beside this one"
+    assert load_trace(mixed).skipped == ["2 events that do not decode"]
+
+
+def test_a_part_whose_process_fails_is_decoded_here(tmp_path, traces, small_parts, monkeypatch):
+    failing = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    monkeypatch.setattr(trace, "_start_part", lambda *args: small_parts.append(args) or subprocess.Popen(
+        failing, stdout=subprocess.PIPE))
+    _same_frames(load_trace(traces[1], workers=2), load_trace(traces[1]))
+    assert small_parts
 
 
 def test_directory_with_one_trace_per_rank_through_the_cli(tmp_path, traces):

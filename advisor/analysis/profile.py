@@ -84,11 +84,12 @@ def trace_key(run_dir: Path, runner: dict) -> tuple:
             runner.get("time_slices"), *files)
 
 
-def trace_frames(run_dir: Path, runner: dict, meta: dict) -> TraceFrames:
-    """Read the run's trace and compute its frames: the annotated host events of the steps, the steps, the hot ops."""
+def trace_frames(run_dir: Path, runner: dict, meta: dict, workers: int = 1) -> TraceFrames:
+    """Read the run's trace (decoded by up to ``workers`` processes) and compute its frames: the annotated host events
+    of the steps, the steps, the hot ops."""
     key = trace_key(run_dir, runner)
     path = trace_path(run_dir)
-    trace = load_trace(path) if path is not None else None
+    trace = load_trace(path, workers) if path is not None else None
     events = trace.events if trace is not None else pd.DataFrame(columns=[*COLUMNS, "end"])
     device = events[events["cat"].isin(DEVICE_CATEGORIES)]
     if trace is not None:  # the host events live on in ``host``: only the device events stay (memory)
@@ -115,18 +116,20 @@ def trace_frames(run_dir: Path, runner: dict, meta: dict) -> TraceFrames:
                        window_us=window_us, peaks=peaks)
 
 
-def analyse(run_dir: Path, runner: dict | None = None, frames: TraceFrames | None = None) -> Profile:
+def analyse(run_dir: Path, runner: dict | None = None, frames: TraceFrames | None = None,
+            workers: int = 1) -> Profile:
     """Read a run directory and compute its frames; raise RunDirError for a broken one.
 
     ``runner`` stands in for ``runner.json`` when the script's process analyses its own window. ``frames``, the
-    trace's frames made earlier (:func:`trace_frames`), are taken when the run's record and files still agree.
+    trace's frames made earlier (:func:`trace_frames`), are taken when the run's record and files still agree; else
+    the trace is decoded by up to ``workers`` processes.
     """
     run_dir = Path(run_dir)
     meta = load_meta(run_dir)
     if runner is None:
         runner = runner_record(run_dir)
     if frames is None or frames.key != trace_key(run_dir, runner):
-        frames = trace_frames(run_dir, runner, meta)
+        frames = trace_frames(run_dir, runner, meta, workers)
     trace, host, steps = frames.trace, frames.host, frames.steps
     samples = _optional(run_dir / SAMPLES_FILE, load_samples)
     gpu_samples = _optional(run_dir / GPU_SAMPLES_FILE, load_gpu_samples)
