@@ -3,12 +3,14 @@
 A real trace of an example (recorded here by `advisor profile --with-stack`; `--no-stack`: without) is
 grown to about 100 MB, 500 MB and 1 GB by repeating its recorded steps with shifted timestamps (kineto's
 own layout, line for line). On each size, one after another and each in its own process: `advisor
-analyze` (the whole command: load, analysis, findings, summary written), `json.load` + `pandas.DataFrame`
+analyze` (the whole command: load, analysis, findings, summary written; run before, between and after the
+others, its median and range printed), `json.load` + `pandas.DataFrame`
 of the events (loading alone, no analysis), and Holistic Trace Analysis 0.5 (`TraceAnalysis` loading the trace, then its breakdown of
 the CPU ops' time; its GPU breakdowns need GPU kernels). HTA runs in its own environment,
 benchmarks/.venv-hta, created on first use (`pip install holistictraceanalysis==0.5.0`); it is no
-dependency of advisor. A tool whose projected peak would pass --max-gb (or the free memory) is skipped,
-and the table says so.
+dependency of advisor. Peak RSS is that of the tool's processes together (advisor decodes a large trace in one
+process a CPU). A tool whose projected peak would pass --max-gb (or the free memory) is skipped, and the table
+says so.
 
     python benchmarks/trace_scale.py [--sizes-mb 100 500 1000] [--example transformer_train] [--no-hta] [--no-stack]
 """
@@ -19,6 +21,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -113,18 +116,32 @@ def grow(base: Path, target_bytes: int, out: Path) -> Path:
 
 
 def measured(command: list[str], cwd: Path) -> tuple[float, int, str]:
-    """Wall seconds, the process's own peak RSS in bytes (-1 when it failed), and its last output line."""
+    """Wall seconds, peak RSS in bytes (-1 when it failed) and the last output line of the command. The peak is the
+    larger of the process's own peak and that of the summed RSS of it and its children (sampled every 10 ms): a
+    tool that works in several processes holds the memory of all of them."""
+    import psutil
+
+    summed = 0
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
-        _, status, usage = os.wait4(proc.pid, 0)
+        tree = psutil.Process(proc.pid)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            try:
+                summed = max(summed, sum(p.memory_info().rss for p in [tree, *tree.children(recursive=True)]))
+            except psutil.Error:  # one ended while being read
+                pass
+            time.sleep(0.01)
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         last = (out.read().decode(errors="replace").strip().splitlines() or [""])[-1]
     if proc.returncode != 0:
         return wall, -1, f"failed: {last[:100]}"
-    return wall, usage.ru_maxrss * 1024, last
+    return wall, max(usage.ru_maxrss * 1024, summed), last
 
 
 def hta_python() -> Path:
@@ -183,13 +200,28 @@ def measure_size(trace: Path, hta: Path | None, max_gb: float, work: Path) -> di
              "json.load+pandas": [sys.executable, "-c", _JSON_PANDAS, str(trace)]}
     if hta is not None:
         tools["HTA"] = [str(hta), "-c", _HTA, str(trace.parent)]
-    for name, command in tools.items():
+    ours = "advisor analyze"
+    order = [ours]  # advisor before, between and after the others: its median is not one moment of a drifting machine
+    for other in tools:
+        if other != ours:
+            order += [other, ours]
+    runs = []
+    for name in order:
         projected = _PEAK_PER_BYTE[name] * size
         if projected > min(max_gb * 2**30, free_bytes() * 0.8):
             row["results"][name] = f"skipped: would take about {projected / 2**30:.1f} GB"
             continue
-        wall, peak, line = measured(command, ROOT)
-        row["results"][name] = (wall, peak) if peak >= 0 else line
+        if name == ours:
+            shutil.rmtree(work / f"run-{size}", ignore_errors=True)
+        wall, peak, line = measured(tools[name], ROOT)
+        if name == ours and peak >= 0:
+            runs.append((wall, peak))
+        elif name != ours or not runs:
+            row["results"][name] = (wall, peak) if peak >= 0 else line
+    if runs:
+        walls = sorted(wall for wall, _ in runs)
+        row["results"] = {ours: (statistics.median(walls), max(peak for _, peak in runs)), **row["results"]}
+        row["advisor_range"] = (walls[0], walls[-1])
     return row
 
 
@@ -199,7 +231,9 @@ def print_row(row: dict, flush: bool = False) -> None:
     for name, result in row["results"].items():
         if isinstance(result, tuple):
             wall, peak = result
-            cells.append(f"{name}: {wall:7.1f} s {peak / 1e6:7.0f} MB ({peak / size:.2f}x file)")
+            spread = f" (median; {row['advisor_range'][0]:.1f}..{row['advisor_range'][1]:.1f})" \
+                if name == "advisor analyze" and "advisor_range" in row else ""
+            cells.append(f"{name}: {wall:7.1f} s{spread} {peak / 1e6:7.0f} MB ({peak / size:.2f}x file)")
         else:
             cells.append(f"{name}: {result}")
     print(" | ".join(cells), flush=flush)

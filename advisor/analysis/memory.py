@@ -34,16 +34,18 @@ def _owners(host: pd.DataFrame, ops: np.ndarray) -> np.ndarray:
     """The name of the op each allocation is charged to: ``ops`` (row labels) climbed past allocation
     primitives, all rows at once."""
     position = host.index.get_indexer(ops)
-    names = host["name"].astype(str).to_numpy()
+    names = host["name"].astype("category")
+    codes, categories = names.cat.codes.to_numpy(), names.cat.categories
     parent_labels = host["op_parent"].to_numpy()
     parents = host.index.get_indexer(parent_labels)  # -1: an op outside these rows
-    primitive = np.isin(names, list(_ALLOCATION_PRIMITIVES))
+    primitive = categories.isin(list(_ALLOCATION_PRIMITIVES))[codes]
     while True:
         climb = (position >= 0) & primitive[position] & (parent_labels[position] >= 0)
         if not climb.any():
             break
         position = np.where(climb, parents[position], position)
-    return np.where(position >= 0, names[position], "(outside ops)")
+    named = categories.astype(str).to_numpy(dtype=object)[codes[np.maximum(position, 0)]]
+    return np.where(position >= 0, named, "(outside ops)")
 
 
 def memory_summary(host: pd.DataFrame, samples: pd.DataFrame | None, gpu_samples: pd.DataFrame | None) -> dict:

@@ -80,8 +80,8 @@ def op_dtype(types) -> str | None:
 def own_bytes(ops: pd.DataFrame, values: np.ndarray, flops: np.ndarray) -> np.ndarray:
     """``values`` (bytes per op row) with NaN for the ops that hand their work to the ops they call (under half of
     their time is their own) and do no counted arithmetic themselves."""
-    parents = np.unique(ops["op_parent"].to_numpy())
-    wrapper = ops.index.isin(parents) & (ops["self_us"] < 0.5 * ops["dur"]).to_numpy() & ~(flops > 0)
+    parent = np.isin(ops.index.to_numpy(), ops["op_parent"].to_numpy())  # labels: a lookup table, not a sort
+    wrapper = parent & (ops["self_us"] < 0.5 * ops["dur"]).to_numpy() & ~(flops > 0)
     return np.where(wrapper, np.nan, values)
 
 

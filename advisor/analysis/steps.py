@@ -43,9 +43,9 @@ def step_table(host: pd.DataFrame, first_step: int, recorded_steps: int) -> pd.D
         n = int(name[len(STEP_PREFIX):])
         if not first_step <= n < first_step + recorded_steps:
             continue
-        inside = by_tid[tid].overlapping(start, end) if tid in by_tid else phased.iloc[:0]
+        inside = by_tid[tid].overlapping(start, end) if tid in by_tid else _NO_INTERVALS
         row = {"step": n, "start_us": start, "duration_ms": (end - start) / 1000.0}
-        row.update({f"{p}_ms": v / 1000.0 for p, v in _phase_time(inside, start, end).items()})
+        row.update({f"{p}_ms": v / 1000.0 for p, v in _phase_time(*inside, start, end).items()})
         rows.append(row)
     columns = ["step", "start_us", "duration_ms", *(f"{p}_ms" for p in PHASES)]
     return pd.DataFrame(rows, columns=columns).sort_values("step").reset_index(drop=True)
@@ -55,15 +55,20 @@ class _Intervals:
     """One thread's annotations sorted by start, to find those overlapping a span without a scan of all."""
 
     def __init__(self, frame: pd.DataFrame):
-        self.frame = frame.sort_values("ts", kind="stable")
-        self.starts = self.frame["ts"].to_numpy()
-        self.longest = float((self.frame["end"] - self.frame["ts"]).max())
+        frame = frame.sort_values("ts", kind="stable")
+        self.starts, self.ends = frame["ts"].to_numpy(), frame["end"].to_numpy()
+        self.phases = frame["phase"].to_numpy()
+        self.longest = float((self.ends - self.starts).max())
 
-    def overlapping(self, start: float, end: float) -> pd.DataFrame:
+    def overlapping(self, start: float, end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Starts, ends and phases of the annotations overlapping [start, end)."""
         lo = np.searchsorted(self.starts, start - self.longest, side="left")
         hi = np.searchsorted(self.starts, end, side="left")
-        candidates = self.frame.iloc[lo:hi]
-        return candidates[candidates["end"] > start]
+        kept = lo + np.flatnonzero(self.ends[lo:hi] > start)
+        return self.starts[kept], self.ends[kept], self.phases[kept]
+
+
+_NO_INTERVALS = (np.empty(0), np.empty(0), np.empty(0, dtype=object))
 
 
 def slice_table(host: pd.DataFrame, count: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -87,24 +92,26 @@ def slice_table(host: pd.DataFrame, count: int) -> tuple[pd.DataFrame, pd.DataFr
     for i in range(count):
         a, b = start + i * width, start + (i + 1) * width
         inside = phased[(phased["end"] > a) & (phased["ts"] < b)]
+        inside = (inside["ts"].to_numpy(), inside["end"].to_numpy(), inside["phase"].to_numpy())
         mine = ops[ops["step"] == i]
         by_op = mine.groupby("name", observed=True)["self_us"].sum()
         row = {"step": i, "start_us": a, "duration_ms": width / 1000.0,
-               **{f"{p}_ms": v / 1000.0 for p, v in _phase_time(inside, a, b).items()},
+               **{f"{p}_ms": v / 1000.0 for p, v in _phase_time(*inside, a, b).items()},
                "ops_ms": float(mine["self_us"].sum()) / 1000.0,
                "top_op": str(by_op.idxmax()) if not by_op.empty and by_op.max() > 0 else None}
         rows.append(row)
     return pd.DataFrame(rows, columns=columns), host
 
 
-def _phase_time(intervals: pd.DataFrame, start: float, end: float) -> dict[str, float]:
-    """Microseconds of [start, end) covered by each phase, overlaps resolved by priority."""
+def _phase_time(starts: np.ndarray, ends: np.ndarray, phases: np.ndarray, start: float,
+                end: float) -> dict[str, float]:
+    """Microseconds of [start, end) covered by each phase (intervals ``starts``..``ends`` of ``phases``), overlaps
+    resolved by priority."""
     totals = {p: 0.0 for p in PHASES}
-    if intervals.empty:
+    if not len(starts):
         return totals
-    s = np.clip(intervals["ts"].to_numpy(), start, end)
-    e = np.clip(intervals["end"].to_numpy(), start, end)
-    phases = intervals["phase"].to_numpy()
+    s = np.clip(starts, start, end)
+    e = np.clip(ends, start, end)
     cuts = np.unique(np.concatenate([s, e]))
     for a, b in zip(cuts[:-1], cuts[1:]):
         covering = {phases[k] for k in range(len(s)) if s[k] <= a and e[k] >= b}
