@@ -3,7 +3,8 @@
 Both run the whole script (advisor with --keep-running, so the script is not stopped after the
 recorded window; --no-measure, so that technique trials, which are extra work by design, are not
 counted as profiling overhead), interleaved A B / B A in one session; the ratio is the median over pairs, with its
-spread (min..max of the pair ratios).
+spread (min..max of the pair ratios). The plain run runs the script as ``python script.py`` would (``runpy``, its
+folder first on the path) and notes when it has ended, to tell its interpreter's exit apart.
 
 Beside the ratio, where advisor's extra seconds go (medians over the runs), read from each run's own
 records (meta.json, runner.json, steps.csv) and the benchmark's clock:
@@ -14,9 +15,10 @@ records (meta.json, runner.json, steps.csv) and the benchmark's clock:
 - ``window``: the recorded steps beyond the median plain step (the profiler's cost while it records);
 - ``saving``: the step after them beyond the median plain step: the recording stopped and the trace written, the
   captured step's replay checked, the child's analysis and the techniques' estimates;
-- ``stop``: from the runner's end to the collectors stopped (psutil, perf stat) and the run recorded: mostly the
-  child's interpreter exit, which the plain run pays as well (``python -c "import torch"`` takes 0.5 s to exit),
-  while the trace is analysed beside it (:mod:`advisor.early_analysis`);
+- ``stop``: from the runner's end to the collectors stopped (psutil, perf stat) and the run recorded, less the
+  plain run's own exit (from its script's end to its process's end, measured on each plain run: torch's interpreter
+  takes about a second to exit, and the plain run pays that too), while the trace is analysed beside it
+  (:mod:`advisor.early_analysis`);
 - ``analysis``: from then to the command's end (the findings, the summary, the terminal output);
 - ``rest``: what is left: the script itself run slower beside the collectors (perf stat, psutil's
   sampling) and the plain run's noise.
@@ -44,15 +46,34 @@ EXAMPLES = ["cnn_train", "transformer_train", "input_bound_train", "mlp_infer"]
 PARTS = ("cli", "child", "capture", "window", "saving", "stop", "analysis")
 
 
-def _timed(command: list[str]) -> tuple[float, float, float]:
+#: the plain run: the script as ``python script.py`` runs it, and the wall clock written when it has ended
+_PLAIN = """
+import os, runpy, sys, time
+script, sys.argv = sys.argv[1], sys.argv[1:]
+sys.path[0] = os.path.dirname(os.path.abspath(script))
+runpy.run_path(script, run_name="__main__")
+with open(os.environ["BENCHMARK_SCRIPT_END"], "w") as f:
+    f.write(repr(time.time()))
+"""
+
+
+def _timed(command: list[str], env: dict | None = None) -> tuple[float, float, float]:
     """Wall seconds, and the wall clock (unix seconds) at the start and the end."""
     start, unix_start = time.perf_counter(), time.time()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+                   env=None if env is None else {**os.environ, **env})
     return time.perf_counter() - start, unix_start, time.time()
 
 
-def breakdown(run_dir: Path, unix_start: float, unix_end: float) -> dict[str, float]:
-    """Seconds of each part of ``PARTS`` in one advisor run (see the module's docstring)."""
+def _plain_run(command: list[str], end_file: Path) -> tuple[float, float]:
+    """Wall seconds of the plain run, and of its exit (from its script's end to its process's end)."""
+    wall, _, unix_end = _timed(command, {"BENCHMARK_SCRIPT_END": str(end_file)})
+    return wall, unix_end - float(end_file.read_text())
+
+
+def breakdown(run_dir: Path, unix_start: float, unix_end: float, plain_exit: float) -> dict[str, float]:
+    """Seconds of each part of ``PARTS`` in one advisor run (see the module's docstring); ``plain_exit``: the seconds
+    the plain run took to exit."""
     meta = json.loads((run_dir / "meta.json").read_text())
     runner = json.loads((run_dir / "runner.json").read_text())
     with open(run_dir / "steps.csv") as f:
@@ -71,7 +92,7 @@ def breakdown(run_dir: Path, unix_start: float, unix_end: float) -> dict[str, fl
     return {"cli": meta["started_at"] - unix_start, "child": runner_start - meta["started_at"],
             "capture": beyond(range(first - 3, first)), "window": beyond(range(first, last + 1)),
             "saving": beyond([last + 1]),
-            "stop": meta["ended_at"] - runner_end, "analysis": unix_end - meta["ended_at"]}
+            "stop": meta["ended_at"] - runner_end - plain_exit, "analysis": unix_end - meta["ended_at"]}
 
 
 def main() -> None:
@@ -91,20 +112,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.examples:
             script = str(ROOT / "examples" / f"{name}.py")
-            plain = [sys.executable, script, "--steps", str(args.steps)]
+            plain = [sys.executable, "-c", _PLAIN, script, "--steps", str(args.steps)]
+            end_file = Path(tmp) / "script-end"
             plain_times, advisor_times, ratios, parts = [], [], [], []
             for r in range(args.repeats):
                 out = Path(tmp) / f"{name}-{r}"
                 profiled = [sys.executable, "-m", "advisor", "profile", "--keep-running", "--no-measure", "--out",
                             str(out), script, "--", "--steps", str(args.steps)]
                 if r % 2 == 0:
-                    a, b = _timed(plain)[0], _timed(profiled)
+                    (a, plain_exit), b = _plain_run(plain, end_file), _timed(profiled)
                 else:
-                    b, a = _timed(profiled), _timed(plain)[0]
+                    b, (a, plain_exit) = _timed(profiled), _plain_run(plain, end_file)
                 plain_times.append(a)
                 advisor_times.append(b[0])
                 ratios.append(b[0] / a)
-                part = breakdown(out, b[1], b[2])
+                part = breakdown(out, b[1], b[2], plain_exit)
                 part["rest"] = b[0] - a - sum(part.values())
                 parts.append(part)
             medians = {p: statistics.median(x[p] for x in parts) for p in (*PARTS, "rest")}
