@@ -91,7 +91,8 @@ def _read_events(path: Path, f, rest: bytes, columns: Columns, workers: int) -> 
         read_whole(rest + f.read(), columns)
         return
     layout, line_start = found
-    starts = _part_starts(f, f.tell() - len(rest) + line_start, layout, workers) if path.suffix != ".gz" else []
+    whole_file = workers > 1 and path.suffix != ".gz" and f.seekable()  # not a pipe, nor a stream to decompress
+    starts = _part_starts(f, f.tell() - len(rest) + line_start, layout, workers) if whole_file else []
     if len(starts) < 2:
         read_events(f, rest[line_start:], layout, columns)
         return
