@@ -283,12 +283,11 @@ def _cmd_show(ns: argparse.Namespace) -> int:
 
 def _cmd_analyze(ns: argparse.Namespace) -> int:
     from advisor.imported import import_traces
-    from advisor.peaks import usable_cpus
     from advisor.pipeline import analyse_run
 
     run_dir = import_traces(ns.paths, ns.out)
     try:
-        summary = analyse_run(run_dir, workers=usable_cpus())
+        summary = analyse_run(run_dir)
     except AdvisorError:
         raise
     except Exception as exc:  # advisor's own analysis failed: the run directory stays for `advisor show`

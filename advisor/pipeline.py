@@ -14,16 +14,18 @@ from advisor.analysis.ranks import rank_steps
 from advisor.diagnosis import diagnose
 from advisor.errors import RunDirError
 from advisor.imported import describe
+from advisor.peaks import usable_cpus
 from advisor.rundir import HOT_OPS_FILE, SUMMARY_FILE, WINDOW_STEPS_FILE, load_meta
 from advisor.rundir_io import atomic_write_csv, atomic_write_json
 from advisor.store import hot_ops_table, read_summary
 
 
-def analyse_run(run_dir: Path, frames: TraceFrames | None = None, workers: int = 1) -> dict:
+def analyse_run(run_dir: Path, frames: TraceFrames | None = None, workers: int | None = None) -> dict:
     """Analyse the run's raw artifacts and write ``summary.json`` (with the findings), ``hot_ops.csv`` and
     ``window_steps.csv`` into it; returns the summary. ``frames`` (see :func:`recording_frames`) are taken when the
-    run's record still agrees with them; else a large trace is decoded by up to ``workers`` processes."""
-    profile = analyse(Path(run_dir), frames=frames, workers=workers)
+    run's record still agrees with them; else a large trace is decoded by up to ``workers`` processes (default: one
+    per CPU this process may use, the script having ended)."""
+    profile = analyse(Path(run_dir), frames=frames, workers=usable_cpus() if workers is None else workers)
     summary = summarize(profile)
     summary.update(diagnose(profile, summary))
     ranks = describe(profile.meta)
