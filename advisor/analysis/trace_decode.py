@@ -120,7 +120,7 @@ class Layout:
 
 def read_events(f, remainder: bytes, layout: Layout, columns: Columns, length: int | None = None) -> None:
     """Decode events from ``remainder`` and what follows it in ``f``, reading ``length`` bytes more (all, when None);
-    ``remainder`` and each part starts on the line of an event's ``{``."""
+    ``remainder`` (or, when it is empty, the part read) starts on the line of an event's ``{``."""
     left = math.inf if length is None else length
     while left > 0 and (chunk := _read_chunk(f, columns, int(min(BATCH_BYTES, left)))):
         left -= len(chunk)
@@ -232,8 +232,8 @@ class Columns:
         arrays["external_id"].append(_floats([a.external_id for a in args]))
         self.rows += count
 
-    def _encode(self, column: str, codes: dict, values: Iterable, count: int) -> None:
-        self.codes[column].append(np.fromiter(map(codes.__getitem__, values), dtype=np.int32, count=count))
+    def _encode(self, column: str, numbering: dict, values: Iterable, count: int) -> None:
+        self.codes[column].append(np.fromiter(map(numbering.__getitem__, values), dtype=np.int32, count=count))
 
     def state(self) -> dict:
         """The columns as plain data (each column's batches joined), for another process's :meth:`absorb`."""
@@ -251,7 +251,7 @@ class Columns:
             self.arrays[column].append(values)
         self.rows += state["rows"]
         self.broken += state["broken"]
-        self.cut_short = state["cut_short"]
+        self.cut_short = state["cut_short"]  # parts are absorbed in order: the last one's end is the file's
 
 
 class _Names(dict):
