@@ -131,6 +131,15 @@ def test_cpu_rule_fires_on_the_mistake_only(request, rule, making, without, evid
     assert rule not in _findings(request.getfixturevalue(without))
 
 
+def test_a_short_windows_cpu_time_is_read_finer_than_the_clock_tick(infer_mistakes):
+    """The window of the tiny inference lasts some 20 ms on one compute thread: its CPU time is read to the
+    nanosecond. Counted in os.times()' 10 ms ticks, the same run showed that thread 0.6 to 1.6 cores busy."""
+    runner = json.loads((Path(infer_mistakes["run_dir"]) / "runner.json").read_text())
+    ticks = runner["window_cpu_seconds"] * 100
+    assert abs(ticks - round(ticks)) > 1e-6, runner["window_cpu_seconds"]
+    assert infer_mistakes["utilisation"]["process_busy_cores"] <= 1.5
+
+
 def test_findings_are_ranked_and_in_the_summary_json_shape(train_mistakes):
     findings = train_mistakes["findings"]
     assert [f["severity"] for f in findings] == sorted((f["severity"] for f in findings), reverse=True)
