@@ -154,8 +154,9 @@ class Columns:
 
     def __init__(self):
         self.codes: dict[str, list[np.ndarray]] = {c: [] for c in (*CATEGORICAL, *SHARED_LISTS)}
-        self.names: dict[str, _Names] = {c: _Names() for c in CATEGORICAL}
-        self.lists: dict[str, _Texts] = {c: _Texts() for c in SHARED_LISTS}
+        #: each column's value as decoded ──► its code (names by their text, argument lists by theirs)
+        self.numbering: dict[str, _Names | _Texts] = {**{c: _Names() for c in CATEGORICAL},
+                                                      **{c: _Texts() for c in SHARED_LISTS}}
         self.arrays: dict[str, list[np.ndarray]] = {c: [] for c in ("ts", "dur", *NUMBERS)}
         self.rows = 0
         self.broken = 0
@@ -171,7 +172,7 @@ class Columns:
 
     def texts(self, column: str) -> list:
         """The column's distinct texts, in the order of their codes."""
-        return list(self.names[column].texts if column in self.names else self.lists[column])
+        return list(self.numbering[column].texts)
 
     def add_batch(self, events: list[bytes], layout: Layout) -> None:
         """Decode ``events`` (each without its closing line) but the Python function ones; on failure, one by one."""
@@ -211,18 +212,18 @@ class Columns:
             return
         count = len(kept)
         # one comprehension per field, written out: a loop over the names with getattr or attrgetter was slower
-        self._encode("cat", self.names["cat"], [e.cat if e.ph == "X" else "memory" for e in kept], count)
-        self._encode("name", self.names["name"], [e.name for e in kept], count)
-        self._encode("ph", self.names["ph"], [e.ph for e in kept], count)
-        self._encode("pid", self.names["pid"], [e.pid for e in kept], count)
-        self._encode("tid", self.names["tid"], [e.tid for e in kept], count)
+        self._encode("cat", [e.cat if e.ph == "X" else "memory" for e in kept], count)
+        self._encode("name", [e.name for e in kept], count)
+        self._encode("ph", [e.ph for e in kept], count)
+        self._encode("pid", [e.pid for e in kept], count)
+        self._encode("tid", [e.tid for e in kept], count)
         arrays = self.arrays
         arrays["ts"].append(np.array([e.ts for e in kept], dtype=np.float64))
         arrays["dur"].append(np.array([e.dur if e.ph == "X" else 0.0 for e in kept], dtype=np.float64))
         args = [e.args or _NO_ARGS for e in kept]
-        self._encode("input_dims", self.lists["input_dims"], [bytes(a.input_dims) for a in args], count)
-        self._encode("input_types", self.lists["input_types"], [bytes(a.input_types) for a in args], count)
-        self._encode("concrete_inputs", self.lists["concrete_inputs"], [bytes(a.concrete_inputs) for a in args], count)
+        self._encode("input_dims", [bytes(a.input_dims) for a in args], count)
+        self._encode("input_types", [bytes(a.input_types) for a in args], count)
+        self._encode("concrete_inputs", [bytes(a.concrete_inputs) for a in args], count)
         sizes = _floats([a.bytes for a in args])
         arrays["bytes"].append(np.where(np.isnan(sizes), _floats([a.bytes_lower for a in args]), sizes))
         arrays["total_allocated"].append(_floats([a.total_allocated for a in args]))
@@ -232,7 +233,8 @@ class Columns:
         arrays["external_id"].append(_floats([a.external_id for a in args]))
         self.rows += count
 
-    def _encode(self, column: str, numbering: dict, values: Iterable, count: int) -> None:
+    def _encode(self, column: str, values: Iterable, count: int) -> None:
+        numbering = self.numbering[column]
         self.codes[column].append(np.fromiter(map(numbering.__getitem__, values), dtype=np.int32, count=count))
 
     def state(self) -> dict:
@@ -244,7 +246,7 @@ class Columns:
     def absorb(self, state: dict) -> None:
         """Append the events of another :class:`Columns`' :meth:`state`, their codes renumbered into these."""
         for column, (codes, texts) in state["codes"].items():
-            known = self.names[column].texts if column in self.names else self.lists[column]
+            known = self.numbering[column].texts
             renumbered = np.array([known.setdefault(t, len(known)) for t in texts], dtype=np.int32)
             self.codes[column].append(renumbered[codes] if len(codes) else codes)
         for column, values in state["arrays"].items():
@@ -273,6 +275,11 @@ class _Texts(dict):
     def __missing__(self, text) -> int:
         code = self[text] = len(self)
         return code
+
+    @property
+    def texts(self) -> dict[bytes, int]:
+        """Itself: each text ──► its code, as :attr:`_Names.texts` is for names."""
+        return self
 
 
 def decoded_lists(texts: list[bytes]) -> np.ndarray:
