@@ -1,5 +1,5 @@
 import sys
 
-from advisor.cli import main
+from advisor.cli import command
 
-sys.exit(main())
+sys.exit(command())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 from contextlib import nullcontext
@@ -443,5 +444,17 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
 
 
+def command() -> int:
+    """The ``advisor`` command: :func:`main`, then the interpreter's exit without its last collection of cycles.
+
+    A run's analysis leaves pandas, numpy and its frames loaded; collecting them one by one at exit took 0.15 s of
+    the 0.4 s between the script's end and the prompt's return. Nothing of advisor's waits on that collection (its
+    files are written and closed, its children waited for), and the process ends just after.
+    """
+    code = main()
+    gc.freeze()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())
