@@ -51,7 +51,10 @@ def advisor_collectors(config: dict) -> list[Collector]:
 def advisor_techniques(config: dict) -> list[Technique]:
     """Return the techniques this plugin provides.
 
-    Called in the script's process once the profiled window is recorded, when trials are wanted.
+    Called in the script's process once the profiled window is recorded, when trials are wanted; for a run
+    that measures nothing (``--no-measure``), in advisor's own process once the run is analysed, where
+    ``applies_to`` and ``estimate`` are all that is called (from the same :class:`advisor.technique.Context`:
+    the machine in ``hardware`` is the one the script's process saw).
 
     :param config: the run's settings (``techniques``: the names asked for, or None for all).
     :returns: a list of :class:`advisor.technique.Technique` instances. A technique that raises in

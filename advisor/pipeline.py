@@ -1,5 +1,6 @@
 """One run's analysis, in one direction: raw artifacts → :class:`~advisor.analysis.profile.Profile` →
-findings → ``summary.json`` and the tables beside it. Used by ``advisor profile``, ``advisor show``, the
+the techniques' estimates (a run that measures none; :mod:`advisor.estimates`) → findings → ``summary.json`` and the
+tables beside it. Used by ``advisor profile``, ``advisor show``, the
 reports, the TUI and the runner's trials; :mod:`advisor.analysis` itself writes nothing, and
 :mod:`advisor.store` only reads.
 """
@@ -13,6 +14,7 @@ from advisor.analysis.profile import TraceFrames, analyse, runner_record, summar
 from advisor.analysis.ranks import rank_steps
 from advisor.diagnosis import diagnose
 from advisor.errors import RunDirError
+from advisor.estimates import estimate_run
 from advisor.imported import describe
 from advisor.peaks import usable_cpus
 from advisor.rundir import HOT_OPS_FILE, SUMMARY_FILE, WINDOW_STEPS_FILE, load_meta
@@ -22,11 +24,14 @@ from advisor.store import hot_ops_table, read_summary
 
 def analyse_run(run_dir: Path, frames: TraceFrames | None = None, workers: int | None = None) -> dict:
     """Analyse the run's raw artifacts and write ``summary.json`` (with the findings), ``hot_ops.csv`` and
-    ``window_steps.csv`` into it; returns the summary. ``frames`` (see :func:`recording_frames`) are taken when the
+    ``window_steps.csv`` into it, and ``trials.json`` for a run that asked for estimates only; returns the summary. ``frames`` (see :func:`recording_frames`) are taken when the
     run's record still agrees with them; else a large trace is decoded by up to ``workers`` processes (default: one
     per CPU this process may use, the script having ended)."""
     profile = analyse(Path(run_dir), frames=frames, workers=usable_cpus() if workers is None else workers)
     summary = summarize(profile)
+    estimated = estimate_run(profile.run_dir, summary)
+    if estimated is not None:
+        summary["recommendations"] = estimated
     summary.update(diagnose(profile, summary))
     ranks = describe(profile.meta)
     if len(ranks) > 1:

@@ -17,6 +17,8 @@ Layout, format version 1 (every file written atomically; no pickle):
                                       settings, optimizers, torch.compile counters
 ``trials.json``                       each technique: applies and why, estimate, measured speedup,
                                       spread and numerical change, snippet
+``hardware.json``                     a run that measures no technique: the machine as the script's
+                                      process saw it (what techniques may know), for their estimates
 ``peaks.json``                        the machine's measured peaks (FLOP/s per dtype, bandwidth), when and how
 ``samples.csv``                       psutil samples of the script's process tree
 ``gpu_samples.csv``                   NVML / nvidia-smi samples, when a GPU is present
@@ -53,6 +55,7 @@ TRACE_FILE = "trace/worker0.pt.trace.json"
 WORKLOAD_FILE = "workload.json"
 FACTS_FILE = "facts.json"
 TRIALS_FILE = "trials.json"
+HARDWARE_FILE = "hardware.json"
 SUMMARY_FILE = "summary.json"
 OUTCOMES_FILE = "outcomes.csv"
 COMPARISON_FILE = "comparison.json"

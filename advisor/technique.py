@@ -1,7 +1,8 @@
 """The public types of technique plugins: what a technique answers and what it is given.
 
 A technique plugin implements :func:`advisor.hookspecs.advisor_techniques` and returns
-:class:`Technique` objects. advisor calls, in the script's process once the window is recorded:
+:class:`Technique` objects. advisor calls, in the script's process once the window is recorded (a run that
+measures nothing, ``--no-measure``, calls only the first two, in advisor's own process once the run is analysed):
 
 1. :meth:`Technique.applies_to` with the :class:`Context` (the run's summary, the captured workload's
    description, the hardware) — the reason is shown either way;

@@ -19,7 +19,8 @@ import torch
 from advisor.peak_memory import call_peaks, step_peaks
 from advisor.peaks import cpu_flags, usable_cpus
 from advisor.quartiles import quartiles
-from advisor.technique import Benchmark, Context, DoesNotApply, Estimate, Technique, Verdict
+from advisor.estimates import NOT_MEASURED, checked, estimate
+from advisor.technique import Benchmark, Context, DoesNotApply, Technique
 from advisor.verdict import judge
 from advisor.workload import Workload, relative_error, tensor_leaves
 
@@ -159,18 +160,6 @@ class _Budget:
         return False
 
 
-def _checked(value, kind: type, what: str):
-    if not isinstance(value, kind):
-        raise TypeError(f"{what} returned {type(value).__name__}, not {kind.__name__}")
-    return value
-
-
-def broken_plugin(name: str, why: str) -> dict:
-    """The record of a plugin whose techniques could not even be asked."""
-    return {"technique": name, "status": f"broken plugin: {why}", "applies": None, "reason": None,
-            "estimate": None, "measured": None}
-
-
 def trial(technique: Technique, context: Context, workload: Workload | None, measure_it: bool,
           budget_s: float = BUDGET_SECONDS, not_reproduced: str | None = None) -> dict:
     """One technique's record: verdict, estimate, and (when it applies and ``measure_it``) the measurement.
@@ -181,24 +170,8 @@ def trial(technique: Technique, context: Context, workload: Workload | None, mea
     technique that brings its own benchmark is measured; the others are ``not reproduced: <why>``.
     ``verdict`` (see :func:`judge`) says whether the measurement is a gain.
     """
-    record: dict = {"technique": getattr(technique, "name", type(technique).__name__),
-                    "title": getattr(technique, "title", ""), "snippet": getattr(technique, "snippet", ""),
-                    "applies": None, "reason": None, "estimate": None, "measured": None}
-    try:
-        verdict = _checked(technique.applies_to(context), Verdict, "applies_to")
-        record.update(applies=verdict.applies, reason=verdict.reason)
-        if not verdict.applies:
-            record["status"] = "not applicable"
-            return record
-        estimate = _checked(technique.estimate(context), Estimate, "estimate")
-        record["estimate"] = dataclasses.asdict(estimate)
-        if hasattr(technique, "snippet_for"):
-            record["snippet"] = _checked(technique.snippet_for(context), str, "snippet_for")
-    except Exception as exc:  # a broken plugin is reported, the others go on
-        record["status"] = f"broken: {type(exc).__name__}: {exc}"
-        return record
-    if not measure_it or workload is None:
-        record["status"] = "not measured"
+    record = estimate(technique, context)
+    if record["status"] != NOT_MEASURED or not measure_it or workload is None:
         return record
     try:
         with _Budget(budget_s), torch.random.fork_rng(devices=_cuda_devices(workload)):
@@ -207,7 +180,7 @@ def trial(technique: Technique, context: Context, workload: Workload | None, mea
                 record["status"] = f"not reproduced: {not_reproduced}"
                 return record
             measured = _measure_step(technique, workload) if own is None else \
-                _measure_benchmark(_checked(own, Benchmark, "benchmark"))
+                _measure_benchmark(checked(own, Benchmark, "benchmark"))
         record["measured"] = measured
         record["status"] = "measured"
         record["verdict"] = judge(measured)
@@ -223,8 +196,8 @@ def trial(technique: Technique, context: Context, workload: Workload | None, mea
 def _measure_step(technique: Technique, workload: Workload) -> dict:
     """The replayed step with the technique applied, timed against the unchanged step."""
     started = time.perf_counter()
-    fresh = _checked(technique.apply(workload.clone()), Workload, "apply")
-    checked = quality(workload, fresh)  # before any step changes the variant's weights
+    fresh = checked(technique.apply(workload.clone()), Workload, "apply")
+    numerics = quality(workload, fresh)  # before any step changes the variant's weights
     first_use_s = time.perf_counter() - started  # includes a first compilation, if any
     variant = technique.apply(workload.clone())
     baseline = workload.clone()
@@ -232,11 +205,11 @@ def _measure_step(technique: Technique, workload: Workload) -> dict:
     seen_variant: list = []
     measured = measure(_observed(baseline, seen_baseline), _observed(variant, seen_variant),
                        variant_scale=variant.batch_scale / workload.batch_scale).to_json()
-    checked["timed_output_rel_error"] = _timed_error([o for o, _ in seen_baseline], [o for o, _ in seen_variant])
+    numerics["timed_output_rel_error"] = _timed_error([o for o, _ in seen_baseline], [o for o, _ in seen_variant])
     if workload.training:
         reference = min(share for _, share in seen_baseline)
         left_out = max(0.0, 1.0 - min(share for _, share in seen_variant) / reference) if reference else 0.0
-        checked["gradients_left_out"] = round(max(checked.get("gradients_left_out", 0.0), left_out), 4)
+        numerics["gradients_left_out"] = round(max(numerics.get("gradients_left_out", 0.0), left_out), 4)
     steady_s = (measured["baseline_ms"] + measured["variant_ms"]) / 1000
     if first_use_s - steady_s > measured["setup_s"]:
         measured["setup_s"] = round(first_use_s - steady_s, 4)
@@ -244,7 +217,7 @@ def _measure_step(technique: Technique, workload: Workload) -> dict:
             / measured["speedup"] if measured["speedup"] > 1 else 0
         measured["break_even_steps"] = round(measured["setup_s"] / saved_s, 1) if saved_s > 0 else None
     measured.update(step_peaks(baseline, variant))
-    measured["quality"] = checked
+    measured["quality"] = numerics
     measured["notes"] = dict(fresh.notes)
     return measured
 

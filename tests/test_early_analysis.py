@@ -15,7 +15,8 @@ from conftest import SCRIPTS
 
 @pytest.fixture(scope="module")
 def early_run(tmp_path_factory):
-    """``advisor profile``'s own path, in this process: the stages seen, the run, and the frames made early."""
+    """``advisor profile``'s own path, in this process: the stages seen, the run, and the frames made early. One
+    technique is measured, so that the runner asks for the recording's summary."""
     stages = []
     early = EarlyAnalysis()
 
@@ -24,7 +25,7 @@ def early_run(tmp_path_factory):
         early.on_stage(stage, run_dir, record)
 
     options = ProfileOptions(target=str(SCRIPTS / "tiny_cnn_train.py"), args=["--steps", "12"], warmup=2, steps=3,
-                             measure=False, out=tmp_path_factory.mktemp("early") / "run")
+                             techniques=["channels_last"], pairs="none", out=tmp_path_factory.mktemp("early") / "run")
     result = profile(options, on_stage=on_stage, child_env=early.environment())
     assert result.error is None
     return stages, result.run_dir, early.frames()
@@ -48,9 +49,43 @@ def test_the_runner_trials_on_the_summary_made_by_advisors_process(early_run):
 
 def test_a_runner_with_no_one_to_ask_analyses_the_recording_itself(tmp_path):
     options = ProfileOptions(target=str(SCRIPTS / "tiny_mlp_infer.py"), args=["12"], warmup=2, steps=2,
-                             measure=False, out=tmp_path / "run")
+                             techniques=["channels_last"], pairs="none", out=tmp_path / "run")
     assert profile(options).error is None
     assert json.loads((tmp_path / "run" / "trials.json").read_text())["analysed_by"] == "runner"
+
+
+def test_a_run_that_measures_nothing_is_estimated_by_advisors_process(tmp_path):
+    """--no-measure: the script's process neither asks for the recording's summary nor analyses it; it notes the
+    machine as torch sees it, and advisor's process makes the estimates once the run is analysed (once)."""
+    import torch
+
+    stages = []
+    early = EarlyAnalysis()
+
+    def on_stage(stage, run_dir, record=None):
+        stages.append(stage)
+        early.on_stage(stage, run_dir, record)
+
+    options = ProfileOptions(target=str(SCRIPTS / "tiny_cnn_train.py"), args=["--steps", "12"], warmup=2, steps=3,
+                             measure=False, out=tmp_path / "run")
+    result = profile(options, on_stage=on_stage, child_env=early.environment())
+    assert result.error is None and stages == ["launched", "saved"]
+    run_dir = result.run_dir
+    assert not (run_dir / "trials.json").exists()
+    machine = json.loads((run_dir / "hardware.json").read_text())
+    assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert machine["torch_threads"] >= 1 and machine["device"] == "cpu"
+
+    summary = analyse_run(run_dir, early.frames())
+    trials = json.loads((run_dir / "trials.json").read_text())
+    assert trials["measured"] is False and trials["analysed_by"] == "advisor"
+    records = {r["technique"]: r for r in trials["techniques"]}
+    assert records["channels_last"]["status"] == "not measured" and records["channels_last"]["estimate"]["speedup"]
+    assert all(r["status"] in ("not measured", "not applicable") for r in records.values()), records
+    assert summary["recommendations"] == trials["techniques"]
+    written = (run_dir / "trials.json").stat().st_mtime_ns
+    assert analyse_run(run_dir)["recommendations"] == trials["techniques"]
+    assert (run_dir / "trials.json").stat().st_mtime_ns == written
 
 
 def test_the_run_takes_the_frames_made_while_the_child_exited(early_run, monkeypatch):

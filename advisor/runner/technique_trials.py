@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Callable
 
-from advisor.rundir import TRIALS_FILE, WORKLOAD_FILE, read_json
+from advisor.rundir import HARDWARE_FILE, WORKLOAD_FILE, read_json
 from advisor.rundir_io import atomic_write_json
 
 
@@ -23,22 +23,25 @@ class TrialSettings:
 def run_trials(run_dir: Path, runner_record: dict, workload, not_reproduced: str | None, settings: TrialSettings,
                report: Callable[..., None]) -> None:
     """Ask, estimate, measure and rank every technique; write ``trials.json``. ``report(event=...)`` tells the
-    session which trial runs."""
+    session which trial runs. Trials that measure nothing only note the machine (``hardware.json``): advisor's
+    process makes their estimates once the run is analysed (:func:`advisor.estimates.estimate_run`)."""
+    from advisor.trials import hardware
+
+    if not settings.measure:
+        machine = hardware(workload)
+        atomic_write_json(run_dir / HARDWARE_FILE, {**machine, "cpu_flags": sorted(machine["cpu_flags"])})
+        return
     from advisor.early_analysis import ask_for_summary
-    from advisor.plugins import collect, plugin_manager
-    from advisor.ranking import pairs_worth_measuring, project, rank, replayed_share
-    from advisor.roofcheck import flag_suspects
-    from advisor.technique import Context, Technique
-    from advisor.trials import broken_plugin, hardware, trial
+    from advisor.estimates import NOT_MEASURED, asked_techniques, save_trials
+    from advisor.ranking import pairs_worth_measuring
+    from advisor.technique import Context
+    from advisor.trials import trial
 
     served_summary = ask_for_summary(run_dir, runner_record, report)
     # what needs no summary is done while advisor's process analyses the recording
-    pm = plugin_manager(settings.blocked)
-    records = [broken_plugin(plugin, f"failed to load: {error}") for plugin, error in pm.load_errors.items()]
-    provided, problems = collect(pm.hook.advisor_techniques, Technique, config={"techniques": settings.names})
-    records.extend(broken_plugin(plugin, why) for plugin, why in problems)
+    techniques, records = asked_techniques(settings.blocked, settings.names)
     workload_info = read_json(run_dir / WORKLOAD_FILE, "workload")
-    if settings.measure and workload is not None and not_reproduced is None:
+    if workload is not None and not_reproduced is None:
         workload_info = {**workload_info, "batch_that_fits": _batch_that_fits(workload)}
     machine = hardware(workload)
     summary = served_summary()
@@ -49,15 +52,14 @@ def run_trials(run_dir: Path, runner_record: dict, workload, not_reproduced: str
         summary = analyse_recording(run_dir, runner_record)
     machine["peaks"] = (summary.get("hardware") or {}).get("peaks")
     context = Context(summary=summary, workload=workload_info, hardware=machine)
-    techniques = [t for t in provided if settings.names is None or t.name in settings.names]
-    measure = settings.measure and workload is not None
     for i, technique in enumerate(techniques):
         report(event="trial", name=technique.name, n=i + 1, of=len(techniques))
-        record = trial(technique, context, workload, measure, settings.budget_s, not_reproduced=not_reproduced)
-        if settings.measure and workload is None and record.get("status") == "not measured":
+        record = trial(technique, context, workload, workload is not None, settings.budget_s,
+                       not_reproduced=not_reproduced)
+        if workload is None and record.get("status") == NOT_MEASURED:
             record["status"] = f"not measured: no captured workload ({workload_info.get('reason')})"
         records.append(record)
-    measure = measure and not_reproduced is None
+    measure = workload is not None and not_reproduced is None
     if measure and settings.pairs != "none":
         everything = settings.pairs == "all"
         pairs = pairs_worth_measuring(records, {t.name: t for t in techniques}, top=None if everything else 3,
@@ -65,13 +67,7 @@ def run_trials(run_dir: Path, runner_record: dict, workload, not_reproduced: str
         for i, pair in enumerate(pairs):
             report(event="trial", name=pair.name, n=i + 1, of=0)
             records.append({**trial(pair, context, workload, True, settings.budget_s), "pair": True})
-    training = bool(workload_info.get("training"))
-    project(records, summary, training)
-    share = replayed_share(summary, training)
-    flag_suspects(records, summary, share, {t.name for t in techniques if getattr(t, "changes_flops", False)})
-    atomic_write_json(run_dir / TRIALS_FILE, {"measured": measure, "analysed_by": analysed_by, "replayed_share": share,
-                                              "batch_that_fits": workload_info.get("batch_that_fits"),
-                                              "techniques": rank(records)})
+    save_trials(run_dir, records, techniques, summary, workload_info, measured=measure, analysed_by=analysed_by)
 
 
 def _batch_that_fits(workload) -> dict:
