@@ -1,8 +1,7 @@
 """One run's analysis, in one direction: raw artifacts → :class:`~advisor.analysis.profile.Profile` →
-the techniques' estimates (a run that measures none; :mod:`advisor.estimates`) → findings → ``summary.json`` and the
-tables beside it. Used by ``advisor profile``, ``advisor show``, the
-reports, the TUI and the runner's trials; :mod:`advisor.analysis` itself writes nothing, and
-:mod:`advisor.store` only reads.
+the techniques' estimates (a run that measures none; :mod:`advisor.estimates`) → findings → ``summary.json`` and
+the tables beside it. Used by ``advisor profile``, ``advisor show``, the reports, the TUI and the runner's trials;
+:mod:`advisor.analysis` itself writes nothing, and :mod:`advisor.store` only reads.
 """
 
 from __future__ import annotations
@@ -24,9 +23,10 @@ from advisor.store import hot_ops_table, read_summary
 
 def analyse_run(run_dir: Path, frames: TraceFrames | None = None, workers: int | None = None) -> dict:
     """Analyse the run's raw artifacts and write ``summary.json`` (with the findings), ``hot_ops.csv`` and
-    ``window_steps.csv`` into it, and ``trials.json`` for a run that asked for estimates only; returns the summary. ``frames`` (see :func:`recording_frames`) are taken when the
-    run's record still agrees with them; else a large trace is decoded by up to ``workers`` processes (default: one
-    per CPU this process may use, the script having ended)."""
+    ``window_steps.csv`` into it, and ``trials.json`` for a run that asked for estimates only; returns the summary.
+    ``frames`` (see :func:`recording_frames`) are taken when the run's record still agrees with them; else a large
+    trace is decoded by up to ``workers`` processes (default: one per CPU this process may use, the script having
+    ended)."""
     profile = analyse(Path(run_dir), frames=frames, workers=usable_cpus() if workers is None else workers)
     summary = summarize(profile)
     estimated = estimate_run(profile.run_dir, summary)

@@ -77,11 +77,15 @@ class Context:
         ("amx_bf16", "avx512_bf16" or None: the bf16 instructions torch will use, only where the CPU has
         them, torch's capability is AVX-512 and ``ONEDNN_MAX_CPU_ISA`` does not cap oneDNN below them),
         ``cuda`` (bool), ``gpus`` (list of dicts with ``name``, ``compute_capability``, ``total_memory``),
-        ``device`` ("cpu" or "cuda"), ``cpu_cores`` (the cores this process may run on), ``torch_threads``
-        (torch's intra-op threads), ``peaks`` (the machine's measured peaks, as ``advisor peaks --json`` prints
-        them: ``flops_per_s`` and ``conv_flops_per_s`` by dtype, ``bytes_per_s``, ``device``, ``measured_at``;
-        None when not measured). The summary's hot ops carry the roofline (``intensity``,
-        ``attainable_flops_per_s``, ``roofline_fraction``, ``bound``) and ``summary["roofline"]`` the step's MFU.
+        ``device`` ("cpu" or "cuda"), ``cpu_cores`` (the cores the script's process may run on),
+        ``torch_threads`` (torch's intra-op threads), ``quantized_engines`` (torch's, e.g. ["none", "onednn",
+        "x86", "fbgemm"]), ``peaks`` (the machine's measured peaks, as ``advisor peaks --json`` prints them:
+        ``flops_per_s`` and ``conv_flops_per_s`` by dtype, ``bytes_per_s``, ``device``, ``measured_at``; None when
+        not measured). The summary's hot ops carry the roofline (``intensity``, ``attainable_flops_per_s``,
+        ``roofline_fraction``, ``bound``) and ``summary["roofline"]`` the step's MFU.
+
+    ``applies_to`` and ``estimate`` should read what they need from here, not import torch: for a run that
+    measures nothing they are called in advisor's own process, where importing torch costs seconds.
     """
 
     summary: dict

@@ -294,4 +294,5 @@ def hardware(workload: Workload | None) -> dict:
     cores = usable_cpus()
     return {"cpu_flags": flags, "cpu_capability": capability, "onednn_max_cpu_isa": isa_cap, "cpu_bf16": cpu_bf16,
             "cuda": bool(gpus), "gpus": gpus, "device": "cuda" if on_cuda else "cpu",
-            "cpu_cores": cores, "torch_threads": torch.get_num_threads()}
+            "cpu_cores": cores, "torch_threads": torch.get_num_threads(),
+            "quantized_engines": list(torch.backends.quantized.supported_engines)}

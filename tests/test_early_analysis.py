@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -86,6 +88,15 @@ def test_a_run_that_measures_nothing_is_estimated_by_advisors_process(tmp_path):
     written = (run_dir / "trials.json").stat().st_mtime_ns
     assert analyse_run(run_dir)["recommendations"] == trials["techniques"]
     assert (run_dir / "trials.json").stat().st_mtime_ns == written
+
+    # made again in a process of advisor's own: no installed technique imports torch to estimate (seconds)
+    (run_dir / "trials.json").unlink()
+    check = ("import sys; from advisor.pipeline import analyse_run; analyse_run(sys.argv[1]); "
+             "assert 'torch' not in sys.modules, 'torch was imported'")
+    proc = subprocess.run([sys.executable, "-c", check, str(run_dir)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads((run_dir / "trials.json").read_text())["techniques"]
+    assert [(r["technique"], r["status"]) for r in again] == [(r["technique"], r["status"]) for r in trials["techniques"]]
 
 
 def test_the_run_takes_the_frames_made_while_the_child_exited(early_run, monkeypatch):

@@ -64,11 +64,8 @@ def _others(context: Context) -> str:
 
 
 def _check(context: Context) -> str | None:
-    """Why torch.compile cannot be tried here, or None."""
-    import torch
-
-    if not hasattr(torch, "compile"):
-        return f"torch {torch.__version__} has no torch.compile"
+    """Why torch.compile cannot be tried here, or None (from the context alone: for a run that measures nothing,
+    advisor's own process asks, where importing torch would cost seconds)."""
     if sys.version_info >= (3, 14):
         return f"torch.compile does not support Python {sys.version_info.major}.{sys.version_info.minor} yet"
     if not context.workload.get("captured", True) or not context.workload.get("model"):

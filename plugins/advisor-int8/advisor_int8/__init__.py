@@ -76,13 +76,11 @@ with torch.inference_mode():
     outputs = model_int8(inputs)"""
 
     def applies_to(self, context: Context) -> Verdict:
-        import torch
-
         if context.workload.get("training"):
             return Verdict(False, "the captured step trains: int8 dynamic quantization is for inference")
         if context.hardware.get("device") != "cpu":
             return Verdict(False, "the model runs on a GPU: dynamic int8 kernels are CPU kernels")
-        if not set(torch.backends.quantized.supported_engines) - {"none"}:
+        if not set(context.hardware.get("quantized_engines") or ()) - {"none"}:
             return Verdict(False, "this torch build has no quantized engine (fbgemm/x86/qnnpack)")
         share = context.share_of(*LAYER_OPS)
         if share <= MIN_SHARE:

@@ -48,9 +48,11 @@ def test_a_model_without_linear_layers_does_not_apply():
 
 def test_verdicts_say_why():
     hot = {"hot_ops": [{"name": "aten::addmm", "share": 0.6, "calls": 10, "self_time_ms": 6.0}]}
-    hardware = {"device": "cpu", "cpu_flags": {"avx2"}}
+    hardware = {"device": "cpu", "cpu_flags": {"avx2"}, "quantized_engines": ["none", "x86"]}
     technique = DynamicInt8()
     assert technique.applies_to(Context(hot, {"training": False}, hardware)).applies
+    no_engine = {**hardware, "quantized_engines": ["none"]}
+    assert "no quantized engine" in technique.applies_to(Context(hot, {"training": False}, no_engine)).reason
     assert "trains" in technique.applies_to(Context(hot, {"training": True}, hardware)).reason
     assert "GPU" in technique.applies_to(Context(hot, {}, {"device": "cuda"})).reason
     big = technique.estimate(Context(hot, {"parameters": 100}, hardware))
