@@ -16,10 +16,10 @@ from typing import Callable
 
 import torch
 
+from advisor.estimates import NOT_MEASURED, checked, estimate
 from advisor.peak_memory import call_peaks, step_peaks
 from advisor.peaks import cpu_flags, usable_cpus
 from advisor.quartiles import quartiles
-from advisor.estimates import NOT_MEASURED, checked, estimate
 from advisor.technique import Benchmark, Context, DoesNotApply, Technique
 from advisor.verdict import judge
 from advisor.workload import Workload, relative_error, tensor_leaves
