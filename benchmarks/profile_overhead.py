@@ -23,6 +23,11 @@ records (meta.json, runner.json, steps.csv) and the benchmark's clock:
 - ``rest``: what is left: the script itself run slower beside the collectors (perf stat, psutil's
   sampling) and the plain run's noise.
 
+``parts``: the ratio the parts alone make, (python + the parts) / python, median over the runs. Each part is read
+against the run's own typical step, so it does not move with the machine's speed from one run to the next as the
+wall ratio does (on this project's 2-core machine the same step took 3.2 to 3.6 ms from one run to the next, which
+moves a 15 s run by a second); it leaves out ``rest``.
+
     python benchmarks/profile_overhead.py [--steps 200] [--repeats 5] [--examples cnn_train ...]
 """
 
@@ -104,7 +109,7 @@ def main() -> None:
 
     print(f"advisor profile (warmup 5, 10 recorded steps, --keep-running --no-measure) vs python, {args.steps} steps, "
           f"{args.repeats} interleaved pairs; load at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
-    print(f"{'example':<18} {'python s':>8} {'advisor s':>9} {'ratio':>6}  {'spread':<10} extra s: "
+    print(f"{'example':<18} {'python s':>8} {'advisor s':>9} {'ratio':>6}  {'spread':<10} {'parts':>6} extra s: "
           + " ".join(f"{p:>8}" for p in (*PARTS, "rest")))
     # advisor's bytecode, as an installed package has it: where PYTHONDONTWRITEBYTECODE is set (this project's
     # machines set it) each run would compile advisor's modules again, which no user's run does
@@ -130,8 +135,9 @@ def main() -> None:
                 part["rest"] = b[0] - a - sum(part.values())
                 parts.append(part)
             medians = {p: statistics.median(x[p] for x in parts) for p in (*PARTS, "rest")}
+            own = statistics.median(1 + sum(x[p] for p in PARTS) / t for x, t in zip(parts, plain_times))
             print(f"{name:<18} {statistics.median(plain_times):>8.2f} {statistics.median(advisor_times):>9.2f} "
-                  f"{statistics.median(ratios):>5.2f}x  {min(ratios):.2f}..{max(ratios):.2f}  "
+                  f"{statistics.median(ratios):>5.2f}x  {min(ratios):.2f}..{max(ratios):.2f}  {own:>5.2f}x "
                   + " ".join(f"{medians[p]:>8.2f}" for p in (*PARTS, "rest")), flush=True)
 
 
