@@ -15,10 +15,9 @@ from advisor.session import profile
 from conftest import SCRIPTS
 
 
-@pytest.fixture(scope="module")
-def early_run(tmp_path_factory):
-    """``advisor profile``'s own path, in this process: the stages seen, the run, and the frames made early. One
-    technique is measured, so that the runner asks for the recording's summary."""
+def _profiled_early(out, **settings):
+    """``advisor profile``'s own path for tiny_cnn_train.py, in this process: the stages seen, the run's directory,
+    and the early analysis that followed them."""
     stages = []
     early = EarlyAnalysis()
 
@@ -27,10 +26,19 @@ def early_run(tmp_path_factory):
         early.on_stage(stage, run_dir, record)
 
     options = ProfileOptions(target=str(SCRIPTS / "tiny_cnn_train.py"), args=["--steps", "12"], warmup=2, steps=3,
-                             techniques=["channels_last"], pairs="none", out=tmp_path_factory.mktemp("early") / "run")
+                             out=out, **settings)
     result = profile(options, on_stage=on_stage, child_env=early.environment())
     assert result.error is None
-    return stages, result.run_dir, early.frames()
+    return stages, result.run_dir, early
+
+
+@pytest.fixture(scope="module")
+def early_run(tmp_path_factory):
+    """The stages seen, the run, and the frames made early. One technique is measured, so that the runner asks for
+    the recording's summary."""
+    stages, run_dir, early = _profiled_early(tmp_path_factory.mktemp("early") / "run", techniques=["channels_last"],
+                                             pairs="none")
+    return stages, run_dir, early.frames()
 
 
 def test_the_child_says_when_it_has_saved_its_record(early_run):
@@ -61,18 +69,8 @@ def test_a_run_that_measures_nothing_is_estimated_by_advisors_process(tmp_path):
     machine as torch sees it, and advisor's process makes the estimates once the run is analysed (once)."""
     import torch
 
-    stages = []
-    early = EarlyAnalysis()
-
-    def on_stage(stage, run_dir, record=None):
-        stages.append(stage)
-        early.on_stage(stage, run_dir, record)
-
-    options = ProfileOptions(target=str(SCRIPTS / "tiny_cnn_train.py"), args=["--steps", "12"], warmup=2, steps=3,
-                             measure=False, out=tmp_path / "run")
-    result = profile(options, on_stage=on_stage, child_env=early.environment())
-    assert result.error is None and stages == ["launched", "saved"]
-    run_dir = result.run_dir
+    stages, run_dir, early = _profiled_early(tmp_path / "run", measure=False)
+    assert stages == ["launched", "saved"]
     assert not (run_dir / "trials.json").exists()
     machine = json.loads((run_dir / "hardware.json").read_text())
     assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
