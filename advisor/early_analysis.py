@@ -5,8 +5,9 @@ Two moments, both of them time the script's process would otherwise spend:
 - once the window is recorded, trials that measure need the recording's summary (a run of ``--no-measure`` asks
   for none: advisor's process makes its estimates later, see :mod:`advisor.estimates`). Analysing it in the
   script's process meant importing pandas there and reading the trace again later in advisor's (1.1-1.4 s of the
-  examples' runs); instead the runner asks (:func:`ask_for_summary`), advisor's process analyses it (pandas imported there
-  beside the child's start) and answers through a file in the run directory, and keeps the trace's frames;
+  examples' runs); instead the runner asks (:func:`ask_for_summary`), advisor's process analyses it (pandas
+  imported there beside the child's start) and answers through a file in the run directory, and keeps the trace's
+  frames;
 - once the child has saved its record (``runner.json``), what is left of it is its interpreter's exit (a second
   and more with torch loaded): the trace's frames are made then, if they were not made already.
 

@@ -94,7 +94,8 @@ def test_a_run_that_measures_nothing_is_estimated_by_advisors_process(tmp_path):
     proc = subprocess.run([sys.executable, "-c", check, str(run_dir)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     again = json.loads((run_dir / "trials.json").read_text())["techniques"]
-    assert [(r["technique"], r["status"]) for r in again] == [(r["technique"], r["status"]) for r in trials["techniques"]]
+    statuses = [(r["technique"], r["status"]) for r in trials["techniques"]]
+    assert [(r["technique"], r["status"]) for r in again] == statuses
 
 
 def test_the_run_takes_the_frames_made_while_the_child_exited(early_run, monkeypatch):
