@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -155,6 +156,7 @@ class ScriptProcess:
         finally:
             for fd in pass_fds:
                 os.close(fd)
+        self._exit_fd = _process_fd(self.process.pid)
         self.progress = _ProgressReader(read_fd)
         self._pumps = [_Pump(self.process.stdout, "stderr" if script_stdout_to_stderr else "stdout", False),
                        _Pump(self.process.stderr, "stderr", True)]
@@ -219,10 +221,20 @@ class ScriptProcess:
         """After the child ended: drain its output and return its exit code."""
         for pump in self._pumps:
             pump.join(timeout=5)
+        if self._exit_fd is not None:
+            os.close(self._exit_fd)
+            self._exit_fd = None
         if self._turn_fd is not None:
             os.close(self._turn_fd)
             self._turn_fd = None
         return self.process.returncode
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, woken at once if the process ends (the run's end is not 25 ms late on average)."""
+        if self._exit_fd is None:
+            time.sleep(seconds)
+        else:
+            select.select([self._exit_fd], [], [], seconds)
 
     def watch(self, timeout: float | None, on_update: ProgressListener | None = None,
               on_stage: Callable[[str, dict | None], None] | None = None) -> int:
@@ -234,7 +246,7 @@ class ScriptProcess:
         recorded = saved = False
         t0 = time.monotonic()
         while self.supervise(time.monotonic() - t0, timeout):
-            time.sleep(0.01 if self.progress.recorded is not None and not recorded else 0.05)
+            self._sleep(0.01 if self.progress.recorded is not None and not recorded else 0.05)
             if on_update is not None:
                 on_update(self.progress.steps, self.progress.mode, self.progress.window_done,
                           time.monotonic() - t0, self.progress.trial)
@@ -245,6 +257,14 @@ class ScriptProcess:
                 saved = True
                 on_stage(SAVED, None)
         return self.finish()
+
+
+def _process_fd(pid: int) -> int | None:
+    """A file descriptor that becomes readable when the process ends (Linux 5.3+), or None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def read_runner(run_dir: Path) -> dict | None:
@@ -278,7 +298,9 @@ def run_error(meta: dict, runner: dict | None, returncode: int, child: ScriptPro
             return ScriptTimedOut(f"{name} timed out after {options.timeout:g} s and did not stop; it was killed")
         if child.interrupts:
             meta["outcome"] = "interrupted"
-            return Interrupted("interrupted; the script was killed before it saved its recording")
+            crashed = child.killed_by not in (None, signal.SIGINT, signal.SIGKILL)  # not by advisor's stop
+            return Interrupted("interrupted; " + (died(name, returncode, child.killed_by) if crashed
+                                                  else "the script was killed before it saved its recording"))
         return ScriptRaised(died(name, returncode, child.killed_by))
     outcome = runner.get("outcome")
     meta.update(outcome=outcome, script_exit_code=runner.get("exit_code"), step_detection=runner.get("step_detection"),

@@ -47,14 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_profile(sub) -> None:
+    from advisor.options import ProfileOptions
+
     p = sub.add_parser("profile", help="run a script under the profilers and summarise where time and memory go",
                        usage="advisor profile [options] (SCRIPT | -m MODULE) [-- SCRIPT_ARGS ...]\n"
                              "       advisor profile [options] -- torchrun [TORCHRUN_OPTIONS] SCRIPT [SCRIPT_ARGS ...]")
     p.add_argument("script", nargs="?", help="the Python script to run, as `python SCRIPT` would")
     p.add_argument("-m", dest="module", metavar="MODULE", help="run a module, as `python -m MODULE` would")
-    p.add_argument("--warmup", type=_positive, default=5, metavar="W", help="steps to skip before recording (default 5)")
-    p.add_argument("--steps", type=_positive, default=10, metavar="N",
-                   help="steps to record; the script is stopped after them (default 10)")
+    p.add_argument("--warmup", type=_positive, default=ProfileOptions.warmup, metavar="W",
+                   help=f"steps to skip before recording (default {ProfileOptions.warmup})")
+    p.add_argument("--steps", type=_positive, default=ProfileOptions.steps, metavar="N",
+                   help=f"steps to record; the script is stopped after them (default {ProfileOptions.steps})")
     p.add_argument("--keep-running", action="store_true",
                    help="let the script run to its end after the recorded steps (default: stop it)")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="stop the script after S seconds")
@@ -153,7 +156,8 @@ def _console(stderr: bool = False):
 
 
 def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]) -> int:
-    # pandas and the analysis are imported by EarlyAnalysis, beside the child's start, not before its launch
+    # pandas and the analysis are imported by EarlyAnalysis, and Rich by RunProgress, beside the child's start,
+    # not before its launch
     from advisor.early_analysis import EarlyAnalysis
     from advisor.options import ProfileOptions
     from advisor.session import profile
@@ -174,14 +178,14 @@ def _cmd_profile(ns: argparse.Namespace, argv: list[str], script_args: list[str]
         record_limit_s=ns.record_limit_s, record_limit_mb=ns.record_limit_mb,
         apply=_names(ns.apply) if ns.apply is not None else None,
     )
-    err = _console(stderr=True)
     if options.apply is not None:
-        return _apply(options, ns, err)
+        return _apply(options, ns)
     early = EarlyAnalysis()
-    with RunProgress(err.is_terminal, options.warmup, options.steps, options.keep_running) as progress:
+    with RunProgress(options.warmup, options.steps, options.keep_running) as progress:
         result = profile(options, on_update=progress.update, on_stage=early.on_stage, child_env=early.environment())
     from advisor.pipeline import analyse_run
 
+    err = _console(stderr=True)
     error = result.error
     summary = None
     if error is None or result.meta.get("outcome") not in ("not_found", "no_torch"):
@@ -235,7 +239,7 @@ def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-def _apply(options, ns: argparse.Namespace, err) -> int:
+def _apply(options, ns: argparse.Namespace) -> int:
     from advisor.comparison import compare
     from advisor.views.progress import RunProgress
 
@@ -246,7 +250,7 @@ def _apply(options, ns: argparse.Namespace, err) -> int:
     if ns.tui:
         raise UsageError("advisor profile: --tui opens a profiled run; --apply makes a comparison "
                          "(`advisor show RUN` prints it)")
-    with RunProgress(err.is_terminal, options.warmup, options.steps) as progress:
+    with RunProgress(options.warmup, options.steps) as progress:
         result, comparison = compare(options, on_update=progress.update)
     _print_comparison(comparison, result.meta, ns.json)
     if result.error is not None:

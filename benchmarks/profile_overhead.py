@@ -28,7 +28,10 @@ against the run's own typical step, so it does not move with the machine's speed
 wall ratio does (on this project's 2-core machine the same step took 3.2 to 3.6 ms from one run to the next, which
 moves a 15 s run by a second); it leaves out ``rest``.
 
-    python benchmarks/profile_overhead.py [--steps 200] [--repeats 5] [--examples cnn_train ...]
+    python benchmarks/profile_overhead.py [--steps 200] [--repeats 5] [--window N] [--examples cnn_train ...]
+
+``--window N`` records N steps instead of advisor's default (torch's stop and export of the recording, in
+``saving``, grow with them).
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from advisor.options import ProfileOptions  # noqa: E402
 EXAMPLES = ["cnn_train", "transformer_train", "input_bound_train", "mlp_infer"]
 
 
@@ -105,9 +111,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="steps the example runs")
     parser.add_argument("--repeats", type=int, default=5, help="pairs per example")
     parser.add_argument("--examples", nargs="*", default=EXAMPLES)
+    parser.add_argument("--window", type=int, default=ProfileOptions.steps, help="steps advisor records")
     args = parser.parse_args()
 
-    print(f"advisor profile (warmup 5, 10 recorded steps, --keep-running --no-measure) vs python, {args.steps} steps, "
+    print(f"advisor profile (warmup {ProfileOptions.warmup}, {args.window} recorded steps, --keep-running --no-measure) "
+          f"vs python, {args.steps} steps, "
           f"{args.repeats} interleaved pairs; load at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     print(f"{'example':<18} {'python s':>8} {'advisor s':>9} {'ratio':>6}  {'spread':<10} {'parts':>6} extra s: "
           + " ".join(f"{p:>8}" for p in (*PARTS, "rest")))
@@ -122,8 +130,8 @@ def main() -> None:
             plain_times, advisor_times, ratios, parts = [], [], [], []
             for r in range(args.repeats):
                 out = Path(tmp) / f"{name}-{r}"
-                profiled = [sys.executable, "-m", "advisor", "profile", "--keep-running", "--no-measure", "--out",
-                            str(out), script, "--", "--steps", str(args.steps)]
+                profiled = [sys.executable, "-m", "advisor", "profile", "--keep-running", "--no-measure",
+                            "--steps", str(args.window), "--out", str(out), script, "--", "--steps", str(args.steps)]
                 if r % 2 == 0:
                     (a, plain_exit), b = _plain_run(plain, end_file), _timed(profiled)
                 else:

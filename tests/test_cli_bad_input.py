@@ -96,9 +96,9 @@ def test_hung_script_times_out(tmp_path):
     assert (out / "summary.json").exists()
 
 
-def test_ctrl_c_saves_what_was_recorded(tmp_path):
-    out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "advisor", "profile", str(SCRIPTS / "hangs.py"), "--warmup", "1",
+def _ctrl_c_once_ready(script: str, out) -> tuple[subprocess.Popen, str]:
+    """``advisor profile SCRIPT`` stopped by one Ctrl-C once the script printed "ready"; the process and its stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "advisor", "profile", str(SCRIPTS / script), "--warmup", "1",
                              "--steps", "10", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.monotonic() + 60
@@ -108,11 +108,28 @@ def test_ctrl_c_saves_what_was_recorded(tmp_path):
     assert "ready" in line
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
+    return proc, stderr
+
+
+def test_ctrl_c_saves_what_was_recorded(tmp_path):
+    out = tmp_path / "run"
+    proc, stderr = _ctrl_c_once_ready("hangs.py", out)
     assert proc.returncode == Interrupted.exit_code
     assert no_advisor_traceback(stderr)
     assert _error_lines(stderr) == ["advisor: error: interrupted; 2 recorded steps kept"]
     assert json.loads((out / "meta.json").read_text())["outcome"] == "interrupted"
     assert json.loads((out / "summary.json").read_text())["steps"]["count"] == 2
+
+
+def test_a_script_that_crashes_on_ctrl_c_is_reported_as_crashed(tmp_path):
+    """Its interpreter dies of SIGSEGV before the runner saves: the error names the signal, not only the Ctrl-C."""
+    out = tmp_path / "run"
+    proc, stderr = _ctrl_c_once_ready("crashes_on_ctrl_c.py", out)
+    assert proc.returncode == Interrupted.exit_code
+    assert no_advisor_traceback(stderr)
+    assert _error_lines(stderr) == [f"advisor: error: interrupted; {SCRIPTS / 'crashes_on_ctrl_c.py'} was killed by "
+                                    "SIGSEGV before advisor could save its recording"]
+    assert json.loads((out / "meta.json").read_text())["outcome"] == "interrupted"
 
 
 def test_unknown_option_hints_at_separator(tmp_path):

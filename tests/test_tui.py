@@ -242,7 +242,7 @@ def odd_runs(tmp_path_factory):
     """A run that found no steps and one whose script raised before the window ended."""
     root = tmp_path_factory.mktemp("odd")
     return (profile_run(root / "no_steps", SCRIPTS / "never_steps.py", "--no-measure"),
-            profile_run(root / "failed", SCRIPTS / "raises.py", "--no-measure"))
+            profile_run(root / "failed", SCRIPTS / "raises.py", "--no-measure", "--steps", "10"))
 
 
 def test_empty_store(tmp_path):
