@@ -25,7 +25,7 @@ class ProfileOptions:
     args: list[str]
     is_module: bool = False
     warmup: int = 5
-    #: recorded steps: torch's own stop and export of the recording grow with them (0.4 s for 10 steps of the CNN
+    #: recorded steps: torch's own stop and export of the recording grow with them (0.5 s for 10 steps of the CNN
     #: example on 2 cores); 5 found the same hot ops, findings and estimates as 10 on every example
     steps: int = 5
     timeout: float | None = None

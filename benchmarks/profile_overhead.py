@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from advisor.options import ProfileOptions  # noqa: E402
+
 EXAMPLES = ["cnn_train", "transformer_train", "input_bound_train", "mlp_infer"]
 
 
